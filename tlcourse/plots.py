@@ -1,0 +1,122 @@
+"""The course's one plotting style and its recurring figures.
+
+Every figure goes through :func:`use_course_style` (called on import) so the
+notebooks look alike; figure helpers return the matplotlib ``Figure``.
+"""
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+COURSE_STYLE = {
+    "figure.figsize": (7.0, 4.0),
+    "figure.dpi": 96,
+    "savefig.dpi": 96,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib settings (idempotent)."""
+    mpl.rcParams.update(COURSE_STYLE)
+
+
+use_course_style()
+
+
+def show_image(ax, image, title: str | None = None) -> None:
+    """Draw an RGB image (uint8 or float in [0, 255] or [0, 1]) without axes."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = image / 255.0 if image.max() > 1.0 else image
+        image = np.clip(image, 0.0, 1.0)
+    ax.imshow(image)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+
+
+def plot_separable_ratio(ns=None, kernel_sizes=(3, 5, 7), mark=None, ax=None):
+    """Notebook 06: standard / depthwise-separable mult-adds, ``1 / (1/N + 1/D_K**2)``, against N.
+
+    One line per kernel size D_K, its ceiling D_K**2 dashed; ``mark=(n, d_k)``
+    adds a dot (the widget's current layer). Returns the Figure.
+    """
+    ns = np.unique(np.geomspace(1, 2048, 200).astype(int)) if ns is None else np.asarray(ns)
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    for i, d_k in enumerate(kernel_sizes):
+        color = f"C{i}"
+        ax.plot(ns, 1.0 / (1.0 / ns + 1.0 / d_k**2), color=color, label=f"$D_K$ = {d_k}")
+        ax.axhline(d_k**2, color=color, linestyle="--", linewidth=0.8)
+    if mark is not None:
+        n, d_k = mark
+        ax.plot([n], [1.0 / (1.0 / n + 1.0 / d_k**2)], "o", color="black",
+                label=f"N = {n}, $D_K$ = {d_k}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("output channels N")
+    ax.set_ylabel("standard / separable mult-adds")
+    ax.set_title(r"Saving of a depthwise-separable convolution ($D_K^2$ dashed)")
+    ax.legend()
+    return fig
+
+
+def plot_conv_speedups(results, ax=None):
+    """Notebook 06: measured speed-up of separable over standard convolution beside the theory.
+
+    ``results`` are :func:`tlcourse.costs.time_conv_layers` rows. Returns the Figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    labels = [f"{r['d_f']}x{r['d_f']}x{r['m']}\n-> {r['n']}" for r in results]
+    x = np.arange(len(results))
+    width = 0.38
+    ax.bar(x - width / 2, [r["theoretical_ratio"] for r in results], width,
+           label="theory (mult-adds)", color="C0")
+    ax.bar(x + width / 2, [r["measured_speedup"] for r in results], width,
+           label="measured (time)", color="C1")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("standard / separable")
+    ax.set_title("3x3 convolution: how much faster separable is, on paper and measured")
+    ax.legend()
+    return fig
+
+
+def show_top5(image, top5, title: str | None = None, axes=None):
+    """A photo beside a horizontal bar chart of its top-5 ``decode_predictions``.
+
+    ``image``: a path or an array; ``top5``: ``[(wnid, label, probability), ...]``.
+    Returns the Figure.
+    """
+    from PIL import Image
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 2.6), gridspec_kw={"width_ratios": [1, 1.4]})
+    else:
+        fig = axes[0].figure
+    if not isinstance(image, np.ndarray):
+        with Image.open(image) as img:
+            image = np.asarray(img.convert("RGB"))
+    show_image(axes[0], image, title)
+    labels = [label.replace("_", " ") for _, label, _ in top5][::-1]
+    probs = [p for _, _, p in top5][::-1]
+    axes[1].barh(labels, probs, color="C0")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("probability")
+    for y, p in enumerate(probs):
+        axes[1].text(min(p + 0.02, 0.85), y, f"{p:.2f}", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
