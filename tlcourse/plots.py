@@ -88,10 +88,12 @@ def plot_conv_speedups(results, ax=None):
     ax.bar(x + width / 2, [r["measured_speedup"] for r in results], width,
            label="measured (time)", color="C1")
     ax.axhline(1.0, color="black", linewidth=0.8)
+    top = max(max(r["theoretical_ratio"], r["measured_speedup"]) for r in results)
+    ax.set_ylim(0, 1.3 * top)  # room for the legend above the bars
     ax.set_xticks(x, labels)
     ax.set_ylabel("standard / separable")
     ax.set_title("3x3 convolution: how much faster separable is, on paper and measured")
-    ax.legend()
+    ax.legend(loc="upper left", ncols=2)
     return fig
 
 
@@ -118,5 +120,58 @@ def show_top5(image, top5, title: str | None = None, axes=None):
     axes[1].set_xlabel("probability")
     for y, p in enumerate(probs):
         axes[1].text(min(p + 0.02, 0.85), y, f"{p:.2f}", va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_classes(points, labels, class_names, title: str = "", ax=None):
+    """A 2-D scatter of ``points`` coloured by class, with a legend. Returns the Figure."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    else:
+        fig = ax.figure
+    for k, name in enumerate(class_names):
+        sel = np.asarray(labels) == k
+        ax.scatter(points[sel, 0], points[sel, 1], s=10, alpha=0.7, label=name, color=f"C{k}")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=2, fontsize=8, loc="best")
+    return fig
+
+
+def feature_maps(activations, title: str = "", n: int = 16, cols: int = 8):
+    """The first ``n`` channels of one image's activations (H, W, C) as a grid."""
+    activations = np.asarray(activations)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1 + 0.4))
+    for k, ax in enumerate(np.ravel(axes)):
+        ax.set_axis_off()
+        if k < min(n, activations.shape[-1]):
+            ax.imshow(activations[..., k], cmap="magma")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history, title: str = "", metrics=("accuracy", "loss"), mark_epoch=None):
+    """Learning curves (train and validation) from a Keras ``History`` or its ``.history`` dict.
+
+    ``mark_epoch``: draw a vertical line there (e.g. the epoch early stopping restored).
+    """
+    h = history.history if hasattr(history, "history") else history
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4))
+    axes = np.atleast_1d(axes)
+    for ax, metric in zip(axes, metrics):
+        epochs = np.arange(1, len(h[metric]) + 1)
+        ax.plot(epochs, h[metric], "o-", label="train", ms=3)
+        if f"val_{metric}" in h:
+            ax.plot(epochs, h[f"val_{metric}"], "o-", label="validation", ms=3)
+        if mark_epoch is not None:
+            ax.axvline(mark_epoch, color="gray", ls="--", lw=1, label=f"best epoch ({mark_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
