@@ -1,0 +1,482 @@
+"""The flowers data layer: sources, safe extraction, splits, scanning, loading.
+
+Every fixture (photos, archives, broken files) is built here with PIL and
+tarfile; nothing is downloaded (the canonical URL points at a missing file).
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlcourse import data, fetch
+from tlcourse.fetch import TLCourseError
+
+CLASSES = ("daisy", "roses", "tulips")
+
+
+# --------------------------------------------------------------------------- builders
+
+def _jpeg_bytes(color, size=(12, 10), mode="RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def make_photos(folder: Path, classes=CLASSES, per_class=10, top="flower_photos") -> Path:
+    """folder/<top>/<class>/<i>.jpg, small and distinct, plus a LICENSE.txt."""
+    base = folder / top if top else folder
+    for c, name in enumerate(classes):
+        (base / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            color = (20 * c + 3, (7 * i) % 256, 100 + c)
+            (base / name / f"{name}_{i:03d}.jpg").write_bytes(_jpeg_bytes(color))
+    if top:
+        (base / "LICENSE.txt").write_text("CC-BY\n")
+    return base
+
+
+def make_archive(path: Path, classes=CLASSES, per_class=10, top="flower_photos") -> Path:
+    staging = path.parent / (path.name + ".staging")
+    make_photos(staging, classes, per_class, top)
+    with tarfile.open(path, "w:gz") as tar:
+        for entry in sorted(staging.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    return path
+
+
+def crafted_archive(path: Path, bad: tarfile.TarInfo, bad_data: bytes | None = None) -> Path:
+    """A few good members, then ``bad``."""
+    with tarfile.open(path, "w:gz") as tar:
+        for i in range(3):
+            payload = _jpeg_bytes((i * 50, 10, 10))
+            info = tarfile.TarInfo(f"flower_photos/daisy/{i}.jpg")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        if bad_data is not None:
+            bad.size = len(bad_data)
+            tar.addfile(bad, io.BytesIO(bad_data))
+        else:
+            tar.addfile(bad)
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".flower_photos"))
+
+
+@pytest.fixture(autouse=True)
+def no_download(monkeypatch, tmp_path):
+    """The canonical download can never reach the network in these tests."""
+    monkeypatch.setattr(data, "FLOWERS_URL", (tmp_path / "nowhere" / "flower_photos.tgz").as_uri())
+
+
+@pytest.fixture
+def archive(tmp_path) -> Path:
+    return make_archive(tmp_path / "src" / "flower_photos_test.tgz")
+
+
+# --------------------------------------------------------------------------- splits
+
+def _split_files(s) -> dict:
+    return {split: {c: sorted(p.name for p in (s.dirs[split] / c).iterdir())
+                    for c in s.class_names} for split in data.SPLITS}
+
+
+def test_split_is_deterministic_stratified_disjoint_and_complete(data_home, archive, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(archive))
+    s = data.flowers_splits(seed=7, per_class=8, verbose=False)
+    assert s.class_names == list(CLASSES)
+    first = _split_files(s)
+    # stratified: every class cut 6/1/1 (0.8/0.1/0.1 of 8, rounded)
+    for c in CLASSES:
+        assert [len(first[split][c]) for split in data.SPLITS] == [6, 1, 1]
+        assert [s.counts[split][c] for split in data.SPLITS] == [6, 1, 1]
+    assert s.sizes == {"train": 18, "val": 3, "test": 3}
+    for c in CLASSES:
+        parts = [set(first[split][c]) for split in data.SPLITS]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert set().union(*parts) <= {f"{c}_{i:03d}.jpg" for i in range(10)}
+        assert len(set().union(*parts)) == 8
+    # every entry resolves to the extracted photo of its own class
+    link = next((s.train_dir / "daisy").iterdir())
+    assert link.resolve().parent == (data_home / "flower_photos" / "daisy").resolve()
+    # same call: same folder, same files; rebuilt from scratch: still the same files
+    assert data.flowers_splits(seed=7, per_class=8, verbose=False).root == s.root
+    shutil.rmtree(s.root)
+    assert _split_files(data.flowers_splits(seed=7, per_class=8, verbose=False)) == first
+    # another seed: another split
+    other = data.flowers_splits(seed=8, per_class=8, verbose=False)
+    assert other.root != s.root and _split_files(other) != first
+
+
+def test_split_fractions_rounding_and_table(data_home, monkeypatch, tmp_path):
+    big = make_archive(tmp_path / "big" / "flower_photos.tgz", classes=("a", "b"), per_class=45)
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(big))
+    monkeypatch.setenv("TLCOURSE_FAST", "1")
+    s = data.flowers_splits(verbose=False)  # default per_class in fast mode: 40
+    assert s.per_class == 40
+    assert s.sizes == {"train": 64, "val": 8, "test": 8}
+    assert s.table() == (
+        "class  train  val  test  total\n"
+        "a         32    4     4     40\n"
+        "b         32    4     4     40\n"
+        "total     64    8     8     80"
+    )
+    assert str(s) == s.table()
+    s = data.flowers_splits(per_class="all", fractions=(0.6, 0.2, 0.2), verbose=False)
+    assert [s.counts[split]["a"] for split in data.SPLITS] == [27, 9, 9]
+    for bad in [(0.8, 0.2), (0.8, 0.2, 0.0), (0.5, 0.3, 0.3)]:
+        with pytest.raises(ValueError, match="fractions"):
+            data.flowers_splits(fractions=bad, verbose=False)
+
+
+# --------------------------------------------------------------------------- safe extraction
+
+def _link(name, kind, target):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+@pytest.mark.parametrize("bad, data_bytes, member", [
+    (tarfile.TarInfo("flower_photos/../../escaped.txt"), b"x", "flower_photos/../../escaped.txt"),
+    (tarfile.TarInfo("/tmp/tlcourse_absolute_escape.txt"), b"x", "/tmp/tlcourse_absolute_escape.txt"),
+    (_link("flower_photos/daisy/sym.jpg", tarfile.SYMTYPE, "/etc/passwd"), None,
+     "flower_photos/daisy/sym.jpg"),
+    (_link("flower_photos/daisy/hard.jpg", tarfile.LNKTYPE, "flower_photos/daisy/0.jpg"), None,
+     "flower_photos/daisy/hard.jpg"),
+])
+def test_unsafe_members_are_refused_and_nothing_is_trusted(data_home, tmp_path, monkeypatch,
+                                                           bad, data_bytes, member):
+    evil = crafted_archive(tmp_path / "evil.tgz", bad, data_bytes)
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(evil))
+    with pytest.raises(TLCourseError, match="unsafe member") as info:
+        data.flowers_dir(verbose=False)
+    assert repr(member) in str(info.value)
+    assert not (data_home / "flower_photos").exists()
+    assert not (data_home / data.MARKER_NAME).exists()
+    assert leftovers(data_home) == []
+    assert not (tmp_path / "escaped.txt").exists() and not (data_home.parent / "escaped.txt").exists()
+    # the generic function refuses the same way and leaves no folder
+    with pytest.raises(TLCourseError, match="unsafe member"):
+        data.safe_extract(evil, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_safe_extract_extracts_atomically(tmp_path, archive):
+    dest = data.safe_extract(archive, tmp_path / "out")
+    assert sorted(p.name for p in (dest / "flower_photos").iterdir()) == ["LICENSE.txt", *CLASSES]
+    with pytest.raises(TLCourseError, match="already exists"):
+        data.safe_extract(archive, dest)
+
+
+def test_interrupted_extraction_leaves_nothing_trusted(data_home, archive, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(archive))
+    real = data._extract_member
+    calls = []
+
+    def interrupted(tar, member, root):
+        calls.append(member.name)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(tar, member, root)
+
+    monkeypatch.setattr(data, "_extract_member", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.flowers_dir(verbose=False)
+    assert not (data_home / "flower_photos").exists()
+    assert not (data_home / data.MARKER_NAME).exists()
+    assert leftovers(data_home) == []
+    monkeypatch.setattr(data, "_extract_member", real)
+    folder = data.flowers_dir(verbose=False)
+    assert data._class_counts(folder) == {c: 10 for c in CLASSES}
+    assert json.loads((data_home / data.MARKER_NAME).read_text())["sha256"] == fetch.sha256_file(archive)
+
+
+def test_cache_without_marker_is_not_trusted(data_home, archive, monkeypatch):
+    # what a crash between the rename and the marker would leave
+    make_photos(data_home, classes=("weeds", "grass"), per_class=2)
+    with pytest.raises(TLCourseError, match="not trusted"):
+        data.flowers_dir(verbose=False)
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(archive))
+    folder = data.flowers_dir(verbose=False)
+    assert data._class_counts(folder) == {c: 10 for c in CLASSES}  # replaced, not merged
+
+
+# --------------------------------------------------------------------------- source order
+
+def test_source_order(data_home, tmp_path, monkeypatch, capsys):
+    env_archive = make_archive(tmp_path / "env" / "mine.tgz", classes=("a", "b"), per_class=3)
+    in_data = make_archive(data_home / "flower_photos.tgz", classes=("c", "d", "e"), per_class=3)
+    extractions = []
+    real = data._extract_to_temp
+    monkeypatch.setattr(data, "_extract_to_temp",
+                        lambda archive, *a: extractions.append(Path(archive).name) or real(archive, *a))
+
+    def counts():
+        return sorted(data._class_counts(data_home / "flower_photos"))
+
+    # 1. TLCOURSE_FLOWERS beats data/
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(env_archive))
+    data.flowers_dir()
+    assert counts() == ["a", "b"]
+    assert "Flowers data:" in capsys.readouterr().out
+    data.flowers_dir(verbose=False)  # same archive: the cache is reused
+    assert extractions == ["mine.tgz"]
+    # 2. without it, data/'s archive beats the cache (from another archive: re-extracted)
+    monkeypatch.delenv("TLCOURSE_FLOWERS")
+    data.flowers_dir(verbose=False)
+    assert counts() == ["c", "d", "e"] and extractions == ["mine.tgz", "flower_photos.tgz"]
+    # 3. without archives, the cache beats the download
+    in_data.unlink()
+    monkeypatch.setattr(fetch, "download", lambda *a, **k: pytest.fail("downloaded"))
+    assert data.flowers_dir(verbose=False) == data_home / "flower_photos"
+    assert counts() == ["c", "d", "e"]
+
+
+def test_several_archives_in_data_say_which_is_used(data_home, capsys):
+    make_archive(data_home / "flower_photos_mini.tar.gz", classes=("m", "n"), per_class=3)
+    make_archive(data_home / "flower_photos.tgz", classes=("p", "q"), per_class=3)
+    folder = data.flowers_dir()
+    assert sorted(data._class_counts(folder)) == ["p", "q"]
+    out = capsys.readouterr().out
+    assert "flower_photos.tgz, flower_photos_mini.tar.gz; using flower_photos.tgz" in out
+
+
+def test_download_is_last_and_verified(data_home, tmp_path, monkeypatch):
+    served = make_archive(tmp_path / "server" / "flower_photos.tgz", classes=("x", "y"), per_class=3)
+    monkeypatch.setattr(data, "FLOWERS_URL", served.as_uri())
+    monkeypatch.setattr(data, "FLOWERS_SHA256", "0" * 64)
+    with pytest.raises(TLCourseError) as info:
+        data.flowers_dir(verbose=False)
+    message = str(info.value)
+    assert message.startswith("No flowers data found. Tried: TLCOURSE_FLOWERS (unset)")
+    assert "sha256" in message and "0" * 64 in message and "Place flower_photos.tgz in data/" in message
+    assert not (data_home / "flower_photos.tgz").exists()
+    monkeypatch.setattr(data, "FLOWERS_SHA256", fetch.sha256_file(served))
+    folder = data.flowers_dir(verbose=False)
+    assert (data_home / "flower_photos.tgz").is_file()
+    assert sorted(data._class_counts(folder)) == ["x", "y"]
+
+
+def test_no_source_at_all(data_home):
+    with pytest.raises(TLCourseError) as info:
+        data.flowers_dir(verbose=False)
+    message = str(info.value)
+    for part in ("TLCOURSE_FLOWERS (unset)", "flower_photos*.tgz (none)", "(missing)",
+                 "Could not download", "TLCOURSE_FLOWERS=../shared/data/flower_photos_mini.tgz"):
+        assert part in message
+
+
+def test_url_in_env_is_downloaded_with_fetch(data_home, archive, monkeypatch):
+    calls = []
+    real = fetch.download
+    monkeypatch.setattr(fetch, "download", lambda url, dest, **k: calls.append(url) or real(url, dest, **k))
+    monkeypatch.setenv("TLCOURSE_FLOWERS", archive.as_uri())
+    folder = data.flowers_dir(verbose=False)
+    assert calls == [archive.as_uri()]
+    assert (data_home / archive.name).is_file()
+    assert sorted(data._class_counts(folder)) == list(CLASSES)
+    data.flowers_dir(verbose=False)
+    assert len(calls) == 1  # downloaded once
+    monkeypatch.setenv("TLCOURSE_FLOWERS", (archive.parent / "missing.tgz").as_uri())
+    with pytest.raises(TLCourseError, match="TLCOURSE_FLOWERS=file:.*Could not download"):
+        data.flowers_dir(verbose=False)
+
+
+# --------------------------------------------------------------------------- bad archives
+
+def test_bad_archives(data_home, tmp_path, monkeypatch, archive):
+    cases = {}
+    junk = tmp_path / "junk.tgz"
+    junk.write_bytes(b"this is not an archive\n" * 20)
+    cases[junk] = "is not a readable .tgz archive"
+    truncated = tmp_path / "truncated.tgz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    cases[truncated] = "is not a readable .tgz archive"
+    layout = make_archive(tmp_path / "layout" / "photos.tgz", top="photos")
+    cases[layout] = "does not have the flowers layout.*found photos/"
+    flat = make_archive(tmp_path / "flat" / "flat.tgz", top="")
+    cases[flat] = "does not have the flowers layout.*found daisy/, roses/, tulips/"
+    one = make_archive(tmp_path / "one" / "one.tgz", classes=("daisy",))
+    cases[one] = "does not have the flowers layout.*1 class folder"
+    cases[tmp_path / "does_not_exist.tgz"] = "does not exist"
+    cases[tmp_path] = "is a folder"
+    for path, expected in cases.items():
+        monkeypatch.setenv("TLCOURSE_FLOWERS", str(path))
+        with pytest.raises(TLCourseError, match=expected):
+            data.flowers_dir(verbose=False)
+        assert not (data_home / "flower_photos").exists(), path
+        assert leftovers(data_home) == []
+
+
+def test_relative_env_path_is_found_from_the_project_folder(data_home, monkeypatch, tmp_path):
+    # notebooks run in notebooks/, CI sets TLCOURSE_FLOWERS relative to the project folder
+    project = tmp_path / "project"
+    make_archive(project.parent / "shared" / "f.tgz", per_class=3)
+    (project / "notebooks").mkdir(parents=True)
+    monkeypatch.setattr(data, "project_root", lambda: project)
+    monkeypatch.chdir(project / "notebooks")
+    monkeypatch.setenv("TLCOURSE_FLOWERS", "../shared/f.tgz")  # not found from notebooks/
+    assert sorted(data._class_counts(data.flowers_dir(verbose=False))) == list(CLASSES)
+
+
+# --------------------------------------------------------------------------- scanning and loading
+
+def make_odd_folder(root: Path) -> Path:
+    good, odd = root / "good", root / "odd"
+    good.mkdir(parents=True)
+    odd.mkdir()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(good / "a_rgb.jpg")
+    Image.new("L", (20, 20), 128).save(good / "b_grey.png")
+    Image.new("CMYK", (20, 20), (0, 255, 255, 0)).save(good / "c_cmyk.jpg", quality=95)
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(good / "d_rgba.png")  # fully transparent
+    palette = Image.new("P", (20, 20), 1)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.save(good / "e_palette.gif", transparency=0)
+    (good / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / ".ipynb_checkpoints").mkdir()
+    rng = np.random.default_rng(0)
+    noisy = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noisy, "JPEG")
+    (odd / "a_truncated.jpg").write_bytes(noisy.getvalue()[: len(noisy.getvalue()) // 2])
+    (odd / "b_text.jpg").write_text("I am not a photo\n")
+    Image.new("RGB", (30, 40), (200, 10, 10)).save(odd / "c_ok.jpg")
+    return root
+
+
+def test_scan_skips_broken_and_converts_odd_images(data_home, tmp_path):
+    root = make_odd_folder(tmp_path / "homework")
+    with pytest.warns(UserWarning, match=r"Skipped 2 of 8 files") as record:
+        scan = data.scan_image_folder(root)
+    message = str(record[0].message)
+    assert "a_truncated.jpg (truncated or corrupt" in message and "b_text.jpg (not an image)" in message
+    assert scan.class_names == ["good", "odd"]
+    assert scan.counts == {"good": 5, "odd": 1}
+    assert [Path(p).name for p in scan.converted] == ["c_cmyk.jpg", "d_rgba.png", "e_palette.gif"]
+    assert scan.hidden == 2  # .DS_Store and .ipynb_checkpoints
+    for original, read in zip(scan.paths, scan.read_paths):
+        expected = data_home / "converted" if original in scan.converted else Path(original).parent
+        assert Path(read).parent == expected
+
+
+def test_image_dataset_loads_good_and_converted_images(data_home, tmp_path, capsys):
+    root = make_odd_folder(tmp_path / "homework")
+    with pytest.warns(UserWarning, match="Skipped 2"):
+        ds = data.image_dataset(root, image_size=16, shuffle=False)
+    out = capsys.readouterr().out
+    assert out.startswith("Found 6 images belonging to 2 classes.\n")
+    assert "good      5" in out and "converted 3 image(s) to RGB" in out and "skipped 2" in out
+    assert ds.class_names == ["good", "odd"]
+    assert [Path(p).name for p in ds.file_paths] == [
+        "a_rgb.jpg", "b_grey.png", "c_cmyk.jpg", "d_rgba.png", "e_palette.gif", "c_ok.jpg"]
+    batches = list(ds)
+    assert len(batches) == 1
+    images, labels = (t.numpy() for t in batches[0])
+    assert images.shape == (6, 16, 16, 3) and images.dtype == np.float32
+    assert labels.tolist() == [0, 0, 0, 0, 0, 1]
+    np.testing.assert_allclose(images[1], 128, atol=1)                      # grey: 3 equal channels
+    np.testing.assert_allclose(images[2].mean(axis=(0, 1)), [255, 0, 0], atol=12)  # CMYK red
+    np.testing.assert_allclose(images[3], 255)                              # transparent: white
+    np.testing.assert_allclose(images[4].mean(axis=(0, 1)), [0, 0, 255], atol=1)   # palette blue
+    # shuffled, categorical, and reshuffled each epoch with a fixed seed
+    with pytest.warns(UserWarning):
+        ds = data.image_dataset(root, image_size=16, batch_size=4, label_mode="categorical",
+                                verbose=False)
+
+    def epoch(dataset):
+        return np.concatenate([b[0].numpy().mean(axis=(1, 2, 3)) for b in dataset])
+
+    first = epoch(ds)
+    assert sorted(first) == pytest.approx(sorted(images.mean(axis=(1, 2, 3))), abs=1e-3)
+    assert not np.allclose(first, epoch(ds))  # reshuffled each epoch
+    with pytest.warns(UserWarning):
+        again = data.image_dataset(root, image_size=16, batch_size=4, verbose=False)
+    np.testing.assert_allclose(epoch(again), first)  # ... from the seed
+    x, y = next(iter(ds))
+    assert x.shape == (4, 16, 16, 3) and y.shape == (4, 2)
+
+
+def test_folders_without_images_are_refused(data_home, tmp_path):
+    with pytest.raises(TLCourseError, match="does not exist"):
+        data.scan_image_folder(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"x")
+    with pytest.raises(TLCourseError, match="has no class folders"):
+        data.image_dataset(empty, verbose=False)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "photo.jpg")
+    with pytest.raises(TLCourseError, match=r"no class folders \(found 1 file"):
+        data.scan_image_folder(flat)
+    classes = make_photos(tmp_path / "classes", classes=("cats", "dogs"), per_class=2, top="")
+    (classes / "birds").mkdir()
+    with pytest.raises(TLCourseError, match=r"No usable images in class folder.*birds \(empty\)"):
+        data.scan_image_folder(classes)
+    (classes / "birds" / "notes.jpg").write_text("not a photo")
+    with pytest.raises(TLCourseError, match=r"birds \(1 unusable file"), pytest.warns(UserWarning):
+        data.scan_image_folder(classes)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+def test_augmentation_is_the_courses_image_data_generator():
+    import keras
+    aug = data.augmentation(seed=1)
+    assert aug.name == "augmentation"
+    flip, rotation, zoom = aug.layers
+    assert isinstance(flip, keras.layers.RandomFlip) and flip.mode == "horizontal"
+    assert isinstance(rotation, keras.layers.RandomRotation) and rotation.factor == (-0.125, 0.125)
+    assert isinstance(zoom, keras.layers.RandomZoom) and zoom.height_factor == (-0.2, 0.0)
+    # Keras's sign convention: a negative factor zooms in (the centre square grows)
+    image = np.zeros((1, 40, 40, 1), np.float32)
+    image[:, 15:25, 15:25] = 1.0
+    zoomed = keras.layers.RandomZoom((-0.2, -0.2), seed=0)(image, training=True)
+    assert float(np.asarray(zoomed).sum()) > image.sum() * 1.3
+    out = aug(np.zeros((2, 32, 32, 3), np.float32), training=True)
+    assert tuple(out.shape) == (2, 32, 32, 3)
+
+
+# --------------------------------------------------------------------------- the real mini archive
+
+def test_mini_archive(data_home, mini_archive, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(mini_archive))
+    monkeypatch.setenv("TLCOURSE_FAST", "0")
+    folder = data.flowers_dir(verbose=False)
+    assert data._class_counts(folder) == {c: 200 for c in data.FLOWER_CLASSES}
+    marker = json.loads((data_home / data.MARKER_NAME).read_text())
+    assert marker["sha256"] == data.KNOWN_ARCHIVES["flower_photos_mini.tgz"]["sha256"]
+    s = data.flowers_splits(verbose=False)
+    assert s.class_names == list(data.FLOWER_CLASSES)
+    for c in data.FLOWER_CLASSES:
+        assert [s.counts[split][c] for split in data.SPLITS] == [160, 20, 20]
+    assert s.sizes == {"train": 800, "val": 100, "test": 100}
+    ds = data.image_dataset(s.test_dir, image_size=32, shuffle=False, verbose=False)
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    assert np.bincount(labels).tolist() == [20] * 5
+
+
+def test_files_tensorflow_cannot_decode_are_left_out(data_home, tmp_path, monkeypatch):
+    root = make_odd_folder(tmp_path / "homework")
+    real = data._inspect_cached
+
+    def lenient(path, converted_dir):  # pretend PIL accepted the text file
+        return ("ok", path, "") if path.endswith("b_text.jpg") else real(path, converted_dir)
+
+    monkeypatch.setattr(data, "_inspect_cached", lenient)
+    with pytest.warns(UserWarning) as record:
+        ds = data.image_dataset(root, image_size=8, shuffle=False, verbose=False)
+    assert any("TensorFlow could not decode 1 image" in str(w.message) and "b_text.jpg" in str(w.message)
+               for w in record)
+    assert [Path(p).name for p in ds.file_paths][-1] == "c_ok.jpg"
+    assert sum(int(x.shape[0]) for x, _ in ds) == 6
