@@ -15,4 +15,13 @@ the notebook that introduces it:
 - ``costs``      convolution costs (notebook 06)
 - ``plots``, ``widgets``, ``report``  the course's figures, pickers and numbers
 """
+import os as _os
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ INFO/WARNING lines (oneDNN, CPU features) are noise in a lecture.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras 3 warns on every fit(tf.data.Dataset) that fit's default shuffle=True is ignored;
+# the course's datasets shuffle themselves (tlcourse.data.image_dataset).
+_warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
