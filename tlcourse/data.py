@@ -59,22 +59,17 @@ CACHE_NAME = "flower_photos"            # data/flower_photos/<class>/*.jpg
 MARKER_NAME = "flower_photos.source.json"  # written last: the cache is trusted only with it
 FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 
-# The archives the course knows, in one place (also for the docs).
-KNOWN_ARCHIVES = {
-    "flower_photos.tgz": {
-        "sha256": "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c",
-        "photos": 3670,
-        "url": "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz",
-        "what": "the canonical TensorFlow flower photos",
-    },
-    "flower_photos_mini.tgz": {
-        "sha256": "7229cd96559ba26a603ab3bbb7335995d5e9eccd1a19a3de872bc172ae30f101",
-        "photos": 1000,
-        "url": None,
-        "where": "../shared/data/flower_photos_mini.tgz",
-        "what": "the course's 1,000-photo subset (200 per class)",
-    },
-}
+# The archives the course knows: read from data/manifest.json, the one place their
+# hashes live (data/README.md documents them).
+def _known_archives() -> dict:
+    from .provision import manifest
+
+    fields = ("sha256", "photos", "url", "where", "what")
+    return {entry["file"]: {k: entry[k] for k in fields if k in entry}
+            for entry in (manifest()["flowers"], manifest()["flowers_mini"])}
+
+
+KNOWN_ARCHIVES = _known_archives()
 FLOWERS_URL = KNOWN_ARCHIVES["flower_photos.tgz"]["url"]
 FLOWERS_SHA256 = KNOWN_ARCHIVES["flower_photos.tgz"]["sha256"]
 
