@@ -15,6 +15,7 @@ the notebook that introduces it:
 - ``costs``      convolution costs (notebook 06)
 - ``plots``, ``widgets``, ``report``  the course's figures, pickers and numbers
 """
+import logging as _logging
 import os as _os
 import warnings as _warnings
 
@@ -25,3 +26,6 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras 3 warns on every fit(tf.data.Dataset) that fit's default shuffle=True is ignored;
 # the course's datasets shuffle themselves (tlcourse.data.image_dataset).
 _warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
+# ... and TensorFlow logs a "triggered tf.function retracing" warning when several models
+# predict in one kernel (notebook 5 evaluates five). Errors still show.
+_logging.getLogger("tensorflow").setLevel(_logging.ERROR)
