@@ -40,5 +40,8 @@ lab: setup
 bench: setup
 	$(PY) benchmarks/bench_head_training.py
 
+homework: setup
+	$(PY) -m tlcourse.homework
+
 clean:
 	rm -rf build
