@@ -223,7 +223,7 @@ def build_head_model(base, num_classes: int, dropout: float = 0.2, augmentation=
 
         inputs = keras.Input(shape=(224, 224, 3))
         x = augmentation(inputs)                                  # optional
-        x = keras.applications.mobilenet.preprocess_input(x)      # [0, 255] -> [-1, 1]
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)       # preprocess_input: [0, 255] -> [-1, 1]
         x = base(x, training=False)        # BN in inference mode (keep BN layers frozen
                                            # when unfreezing: see the module docstring)
         x = keras.layers.GlobalAveragePooling2D()(x)
@@ -236,7 +236,7 @@ def build_head_model(base, num_classes: int, dropout: float = 0.2, augmentation=
     """
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
-    x = keras.applications.mobilenet.preprocess_input(x)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(x)  # as notebook 04 builds it
     x = base(x, training=False)  # with unfreeze_from keeping BN frozen: BN in inference mode
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
