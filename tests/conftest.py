@@ -1,9 +1,18 @@
-"""Shared fixtures: an isolated data folder, and the course's mini flowers archive."""
+"""Shared fixtures: an isolated data folder, and the course's mini flowers archive.
+
+Every test (nbval's notebook kernels included) writes its build output to a temporary folder:
+``TLCOURSE_BUILD`` is set here, before any kernel starts, so the lecture build (``build/``)
+and fast mode's ``build-fast/`` are never touched by ``make test``.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("TLCOURSE_BUILD", tempfile.mkdtemp(prefix="tlcourse-test-build-"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINI_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "flower_photos_mini.tgz"

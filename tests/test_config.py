@@ -1,7 +1,11 @@
+"""The fast-mode switch, seeds, build folders, atomic writes and recorded numbers."""
+import json
+
 import numpy as np
 import pytest
 
-from tlcourse import config
+import tlcourse as tl
+from tlcourse.lesson import config
 
 
 @pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("0", False), ("", False)])
@@ -28,10 +32,34 @@ def test_set_seed_makes_numpy_and_keras_repeatable():
     np.testing.assert_array_equal(a[1], b[1])
 
 
-def test_report_records_numbers_and_memory(tmp_path, monkeypatch):
-    from tlcourse import report
+def test_fast_mode_and_tests_never_write_the_lecture_build(monkeypatch, tmp_path):
+    monkeypatch.delenv("TLCOURSE_BUILD", raising=False)
+    monkeypatch.setenv("TLCOURSE_FAST", "0")
+    assert config.build_dir() == config.project_root() / "build"
+    monkeypatch.setenv("TLCOURSE_FAST", "1")
+    assert config.build_dir() == config.project_root() / "build-fast"
+    monkeypatch.setenv("TLCOURSE_BUILD", str(tmp_path / "b"))
+    assert config.build_dir("models") == tmp_path / "b" / "models" and (tmp_path / "b" / "models").is_dir()
 
-    monkeypatch.setattr(report, "build_dir", lambda *p: tmp_path)
-    report.record("nb", accuracy=0.9)
-    out = report.record("nb", epochs=3)
-    assert out["accuracy"] == 0.9 and out["epochs"] == 3 and out["peak_memory_mib"] > 10
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    dest = tmp_path / "result.json"
+    with config.atomic_write(dest) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".json"
+        tmp.write_text("{}")
+        assert not dest.exists()
+    assert dest.read_text() == "{}"
+    with pytest.raises(RuntimeError), config.atomic_write(dest) as tmp:
+        tmp.write_text('{"half": ')
+        raise RuntimeError("interrupted")
+    assert dest.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_record_merges_numbers_with_memory_and_shows_a_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLCOURSE_BUILD", str(tmp_path))
+    tl.record("nb", accuracy=0.9)
+    table = tl.record("nb", epochs=3, per_class={"a": 1})
+    saved = json.loads((tmp_path / "results" / "nb.json").read_text())
+    assert saved["accuracy"] == 0.9 and saved["epochs"] == 3 and saved["peak_memory_mib"] > 10
+    assert saved["per_class"] == {"a": 1}
+    assert table.loc["epochs", "value"] == 3 and "per_class" not in table.index

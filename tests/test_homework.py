@@ -2,7 +2,7 @@
 import nbformat
 import pytest
 
-from tlcourse import homework
+from tlcourse.course import homework
 
 SOURCES = homework.source_notebooks()
 

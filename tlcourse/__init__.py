@@ -1,31 +1,62 @@
-"""tlcourse: the plumbing behind the transfer-learning notebooks.
+"""tlcourse: the helper package behind the transfer-learning notebooks.
 
-Import what a notebook needs from its module, e.g.
-``from tlcourse.config import fast_mode, pick, set_seed``. Each module names
-the notebook that introduces it:
+Two sides, one direction of imports:
 
-- ``config``     fast mode, seeds, paths (every notebook)
-- ``fetch``      safe downloads and registry wheels (provisioning)
-- ``provision``  Keras's offline ImageNet cache (``make setup``; notebook 01)
-- ``imagenet``   ``prepare_image``, the classifier, sample photos (notebook 01)
-- ``data``       the flowers splits and image folders (notebooks 02-05)
-- ``features``   frozen-base features and probes (notebooks 02, 04)
-- ``finetune``   freezing, unfreezing, differential learning rates (04, 05)
-- ``evaluate``   test-set evaluation of any class-per-folder directory (04, 05)
-- ``costs``      convolution costs (notebook 06)
-- ``plots``, ``widgets``, ``report``  the course's figures, pickers and numbers
+- ``tlcourse.lesson``: what the notebooks use, re-exported here (``import tlcourse as tl``);
+  each function names the notebook that introduces it.
+- ``tlcourse.course``: the machinery ``make`` runs (fetching, provisioning, the lecture build,
+  the course site, homework). It may import the lesson side; a lesson never imports it.
 """
 import logging as _logging
 import os as _os
 import warnings as _warnings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# TensorFlow's C++ INFO/WARNING lines (oneDNN, CPU features) are noise in a lecture.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Keras 3 warns on every fit(tf.data.Dataset) that fit's default shuffle=True is ignored;
-# the course's datasets shuffle themselves (tlcourse.data.image_dataset).
-_warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
-# ... and TensorFlow logs a "triggered tf.function retracing" warning when several models
-# predict in one kernel (notebook 5 evaluates five). Errors still show.
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and probe its devices with the process's stderr (fd 2) muted.
+
+    TensorFlow 2.21 writes its C++ start-up lines (oneDNN, CUDA probing on a machine without a
+    GPU, "All log messages before absl::InitializeLog()") to fd 2 before Python can configure
+    logging, whatever TF_CPP_MIN_LOG_LEVEL says; in a notebook they become red boxes. Only the
+    import and the device probe are muted: a Python exception still shows in full.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = _os.dup(2), _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        _os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        _os.dup2(saved, 2)
+        _os.close(saved)
+        _os.close(devnull)
+
+
+# Set once, for every notebook: quiet start-up, and no "retracing" warnings when several
+# models predict in one kernel. Errors still show.
+_import_tensorflow_quietly()
 _logging.getLogger("tensorflow").setLevel(_logging.ERROR)
+_warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
+
+from .lesson import costs  # noqa: E402
+from .lesson.config import build_dir, data_dir, fast_mode, pick, set_seed  # noqa: E402
+from .lesson.data import augmentation, flowers_splits  # noqa: E402
+from .lesson.errors import TLCourseError  # noqa: E402
+from .lesson.imagenet import (class_names, classify, labelled_photos, prepare_image,  # noqa: E402
+                              sample_photos, search_classes, true_label)
+from .lesson.plots import (feature_maps, plot_history, scatter_classes, show_image,  # noqa: E402
+                           show_misclassified, show_top5)
+from .lesson.report import record  # noqa: E402
+from .lesson.stats import accuracy, compare, mcnemar, verdict  # noqa: E402
+from .lesson.train import (block_of, count_params, differential_optimizer, find_base,  # noqa: E402
+                           layer_groups, predictions, save_model, unfreeze_from, unfreeze_table)
+from .lesson.widgets import REOPEN_HINT, cost_explorer, photo_picker, unfreeze_slider  # noqa: E402

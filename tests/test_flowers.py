@@ -1,4 +1,4 @@
-"""The flowers data layer: sources, safe extraction, splits, scanning, loading.
+"""Provisioning the flowers: sources, safe extraction, clean images, splits (tlcourse.course.flowers).
 
 Every fixture (photos, archives, broken files) is built here with PIL and
 tarfile; nothing is downloaded (the canonical URL points at a missing file).
@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcourse import data, fetch
-from tlcourse.fetch import TLCourseError
+import tlcourse as tl
+from tlcourse.course import fetch
+from tlcourse.course import flowers as data
+from tlcourse.lesson.data import SPLITS
+from tlcourse.lesson.errors import TLCourseError
 
 CLASSES = ("daisy", "roses", "tulips")
 
@@ -85,56 +88,59 @@ def archive(tmp_path) -> Path:
 # --------------------------------------------------------------------------- splits
 
 def _split_files(s) -> dict:
-    return {split: {c: sorted(p.name for p in (s.dirs[split] / c).iterdir())
-                    for c in s.class_names} for split in data.SPLITS}
+    return {split: {c: sorted(p.name for p in (s.root / split / c).iterdir())
+                    for c in s.class_names} for split in SPLITS}
 
 
 def test_split_is_deterministic_stratified_disjoint_and_complete(data_home, archive, monkeypatch):
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(archive))
-    s = data.flowers_splits(seed=7, per_class=8, verbose=False)
+    s = data.make_splits(seed=7, per_class=8)
     assert s.class_names == list(CLASSES)
     first = _split_files(s)
     # stratified: every class cut 6/1/1 (0.8/0.1/0.1 of 8, rounded)
     for c in CLASSES:
-        assert [len(first[split][c]) for split in data.SPLITS] == [6, 1, 1]
-        assert [s.counts[split][c] for split in data.SPLITS] == [6, 1, 1]
+        assert [len(first[split][c]) for split in SPLITS] == [6, 1, 1]
+        assert [s.counts[split][c] for split in SPLITS] == [6, 1, 1]
     assert s.sizes == {"train": 18, "val": 3, "test": 3}
     for c in CLASSES:
-        parts = [set(first[split][c]) for split in data.SPLITS]
+        parts = [set(first[split][c]) for split in SPLITS]
         assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
         assert set().union(*parts) <= {f"{c}_{i:03d}.jpg" for i in range(10)}
         assert len(set().union(*parts)) == 8
     # every entry resolves to the extracted photo of its own class
     link = next((s.train_dir / "daisy").iterdir())
     assert link.resolve().parent == (data_home / "flower_photos" / "daisy").resolve()
-    # same call: same folder, same files; rebuilt from scratch: still the same files
-    assert data.flowers_splits(seed=7, per_class=8, verbose=False).root == s.root
+    # the lesson side finds the same split; rebuilt from scratch: still the same files
+    monkeypatch.setenv("TLCOURSE_DATA", str(data_home))
+    assert tl.flowers_splits(per_class=8, seed=7) == s
     shutil.rmtree(s.root)
-    assert _split_files(data.flowers_splits(seed=7, per_class=8, verbose=False)) == first
+    with pytest.raises(TLCourseError, match="make setup"):
+        tl.flowers_splits(per_class=8, seed=7)
+    assert _split_files(data.make_splits(seed=7, per_class=8)) == first
     # another seed: another split
-    other = data.flowers_splits(seed=8, per_class=8, verbose=False)
+    other = data.make_splits(seed=8, per_class=8)
     assert other.root != s.root and _split_files(other) != first
 
 
-def test_split_fractions_rounding_and_table(data_home, monkeypatch, tmp_path):
+def test_split_rounding_table_and_a_growing_test_split(data_home, monkeypatch, tmp_path):
     big = make_archive(tmp_path / "big" / "flower_photos.tgz", classes=("a", "b"), per_class=45)
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(big))
-    monkeypatch.setenv("TLCOURSE_FAST", "1")
-    s = data.flowers_splits(verbose=False)  # default per_class in fast mode: 40
-    assert s.per_class == 40
+    s = data.make_splits(per_class=40)
     assert s.sizes == {"train": 64, "val": 8, "test": 8}
-    assert s.table() == (
-        "class  train  val  test  total\n"
-        "a         32    4     4     40\n"
-        "b         32    4     4     40\n"
-        "total     64    8     8     80"
-    )
-    assert str(s) == s.table()
-    s = data.flowers_splits(per_class="all", fractions=(0.6, 0.2, 0.2), verbose=False)
-    assert [s.counts[split]["a"] for split in data.SPLITS] == [27, 9, 9]
-    for bad in [(0.8, 0.2), (0.8, 0.2, 0.0), (0.5, 0.3, 0.3)]:
-        with pytest.raises(ValueError, match="fractions"):
-            data.flowers_splits(fractions=bad, verbose=False)
+    assert s.table().to_dict() == {"train": {"a": 32, "b": 32, "total": 64},
+                                   "val": {"a": 4, "b": 4, "total": 8},
+                                   "test": {"a": 4, "b": 4, "total": 8},
+                                   "total": {"a": 40, "b": 40, "total": 80}}
+    # a bigger archive (the canonical one in full mode): train and validation as before,
+    # every photo beyond per_class joins the test split
+    before = _split_files(s)
+    grown = data.make_splits(per_class=40, grow_test=True)
+    assert grown.sizes == {"train": 64, "val": 8, "test": 18}
+    assert _split_files(grown)["train"] == before["train"]
+    assert set(before["test"]["a"]) < set(_split_files(grown)["test"]["a"])
+    for bad in [(0, 2), (42, 2.5), (-1, 40), (42, "all")]:
+        with pytest.raises(ValueError, match="per_class"):
+            data.make_splits(*bad)
 
 
 # --------------------------------------------------------------------------- safe extraction
@@ -199,7 +205,7 @@ def test_interrupted_extraction_leaves_nothing_trusted(data_home, archive, monke
     monkeypatch.setattr(data, "_extract_member", real)
     folder = data.flowers_dir(verbose=False)
     assert data._class_counts(folder) == {c: 10 for c in CLASSES}
-    assert json.loads((data_home / data.MARKER_NAME).read_text())["sha256"] == fetch.sha256_file(archive)
+    assert json.loads((data_home / data.MARKER_NAME).read_text())["sha256"] == fetch.file_hash(archive)
 
 
 def test_cache_without_marker_is_not_trusted(data_home, archive, monkeypatch):
@@ -262,7 +268,7 @@ def test_download_is_last_and_verified(data_home, tmp_path, monkeypatch):
     assert message.startswith("No flowers data found. Tried: TLCOURSE_FLOWERS (unset)")
     assert "sha256" in message and "0" * 64 in message and "Place flower_photos.tgz in data/" in message
     assert not (data_home / "flower_photos.tgz").exists()
-    monkeypatch.setattr(data, "FLOWERS_SHA256", fetch.sha256_file(served))
+    monkeypatch.setattr(data, "FLOWERS_SHA256", fetch.file_hash(served))
     folder = data.flowers_dir(verbose=False)
     assert (data_home / "flower_photos.tgz").is_file()
     assert sorted(data._class_counts(folder)) == ["x", "y"]
@@ -330,7 +336,7 @@ def test_relative_env_path_is_found_from_the_project_folder(data_home, monkeypat
     assert sorted(data._class_counts(data.flowers_dir(verbose=False))) == list(CLASSES)
 
 
-# --------------------------------------------------------------------------- scanning and loading
+# --------------------------------------------------------------------------- clean images
 
 def make_odd_folder(root: Path) -> Path:
     good, odd = root / "good", root / "odd"
@@ -354,85 +360,71 @@ def make_odd_folder(root: Path) -> Path:
     return root
 
 
-def test_scan_skips_broken_and_converts_odd_images(data_home, tmp_path):
+def test_odd_images_are_converted_broken_ones_left_out_and_keras_reads_the_rest(tmp_path):
+    import keras
+
     root = make_odd_folder(tmp_path / "homework")
     with pytest.warns(UserWarning, match=r"Skipped 2 of 8 files") as record:
-        scan = data.scan_image_folder(root)
+        report = data.clean_image_folder(root, tmp_path / "clean")
     message = str(record[0].message)
     assert "a_truncated.jpg (truncated or corrupt" in message and "b_text.jpg (not an image)" in message
-    assert scan.class_names == ["good", "odd"]
-    assert scan.counts == {"good": 5, "odd": 1}
-    assert [Path(p).name for p in scan.converted] == ["c_cmyk.jpg", "d_rgba.png", "e_palette.gif"]
-    assert scan.hidden == 2  # .DS_Store and .ipynb_checkpoints
-    for original, read in zip(scan.paths, scan.read_paths):
-        expected = data_home / "converted" if original in scan.converted else Path(original).parent
-        assert Path(read).parent == expected
-
-
-def test_image_dataset_loads_good_and_converted_images(data_home, tmp_path, capsys):
-    root = make_odd_folder(tmp_path / "homework")
-    with pytest.warns(UserWarning, match="Skipped 2"):
-        ds = data.image_dataset(root, image_size=16, shuffle=False)
-    out = capsys.readouterr().out
-    assert out.startswith("Found 6 images belonging to 2 classes.\n")
-    assert "good      5" in out and "converted 3 image(s) to RGB" in out and "skipped 2" in out
-    assert ds.class_names == ["good", "odd"]
-    assert [Path(p).name for p in ds.file_paths] == [
-        "a_rgb.jpg", "b_grey.png", "c_cmyk.jpg", "d_rgba.png", "e_palette.gif", "c_ok.jpg"]
-    batches = list(ds)
-    assert len(batches) == 1
-    images, labels = (t.numpy() for t in batches[0])
-    assert images.shape == (6, 16, 16, 3) and images.dtype == np.float32
-    assert labels.tolist() == [0, 0, 0, 0, 0, 1]
-    np.testing.assert_allclose(images[1], 128, atol=1)                      # grey: 3 equal channels
+    assert report.counts == {"good": 5, "odd": 1}
+    assert [Path(p).name for p in report.converted] == ["c_cmyk.jpg", "d_rgba.png", "e_palette.gif"]
+    assert report.hidden == 2  # .DS_Store and .ipynb_checkpoints
+    assert sorted(p.name for p in (tmp_path / "clean" / "good").iterdir()) == [
+        "a_rgb.jpg", "b_grey.png", "c_cmyk.png", "d_rgba.png", "e_palette.png"]
+    ds = keras.utils.image_dataset_from_directory(tmp_path / "clean", image_size=(16, 16),
+                                                  shuffle=False, batch_size=None, verbose=False)
+    images = np.stack([x.numpy() for x, _ in ds])
+    labels = [int(y) for _, y in ds]
+    assert images.shape == (6, 16, 16, 3) and labels == [0, 0, 0, 0, 0, 1]
+    np.testing.assert_allclose(images[1], 128, atol=1)                              # grey: 3 equal channels
     np.testing.assert_allclose(images[2].mean(axis=(0, 1)), [255, 0, 0], atol=12)  # CMYK red
-    np.testing.assert_allclose(images[3], 255)                              # transparent: white
+    np.testing.assert_allclose(images[3], 255)                                      # transparent: white
     np.testing.assert_allclose(images[4].mean(axis=(0, 1)), [0, 0, 255], atol=1)   # palette blue
-    # shuffled, categorical, and reshuffled each epoch with a fixed seed
-    with pytest.warns(UserWarning):
-        ds = data.image_dataset(root, image_size=16, batch_size=4, label_mode="categorical",
-                                verbose=False)
-
-    def epoch(dataset):
-        return np.concatenate([b[0].numpy().mean(axis=(1, 2, 3)) for b in dataset])
-
-    first = epoch(ds)
-    assert sorted(first) == pytest.approx(sorted(images.mean(axis=(1, 2, 3))), abs=1e-3)
-    assert not np.allclose(first, epoch(ds))  # reshuffled each epoch
-    with pytest.warns(UserWarning):
-        again = data.image_dataset(root, image_size=16, batch_size=4, verbose=False)
-    np.testing.assert_allclose(epoch(again), first)  # ... from the seed
-    x, y = next(iter(ds))
-    assert x.shape == (4, 16, 16, 3) and y.shape == (4, 2)
 
 
-def test_folders_without_images_are_refused(data_home, tmp_path):
+def test_odd_files_in_the_archive_never_reach_a_split(data_home, tmp_path, monkeypatch):
+    photos = make_photos(tmp_path / "src", classes=("a", "b"), per_class=10)
+    (photos / "a" / "a_003.jpg").write_text("not a photo")
+    Image.new("CMYK", (12, 10), (0, 255, 255, 0)).save(photos / "b" / "b_004.jpg")
+    with tarfile.open(tmp_path / "odd.tgz", "w:gz") as tar:
+        tar.add(photos, arcname="flower_photos")
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(tmp_path / "odd.tgz"))
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 20 files.*a_003.jpg \(not an image\)"):
+        s = data.make_splits(per_class=10)
+    assert sum(s.counts[split]["a"] for split in SPLITS) == 9
+    names = [p.name for split in SPLITS for p in (s.root / split / "b").iterdir()]
+    assert "b_004.png" in names and "b_004.jpg" not in names
+
+
+def test_folders_without_images_are_refused(tmp_path):
     with pytest.raises(TLCourseError, match="does not exist"):
-        data.scan_image_folder(tmp_path / "nope")
+        data.clean_image_folder(tmp_path / "nope", tmp_path / "out0")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / ".DS_Store").write_bytes(b"x")
     with pytest.raises(TLCourseError, match="has no class folders"):
-        data.image_dataset(empty, verbose=False)
+        data.clean_image_folder(empty, tmp_path / "out1")
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (8, 8)).save(flat / "photo.jpg")
     with pytest.raises(TLCourseError, match=r"no class folders \(found 1 file"):
-        data.scan_image_folder(flat)
+        data.clean_image_folder(flat, tmp_path / "out2")
     classes = make_photos(tmp_path / "classes", classes=("cats", "dogs"), per_class=2, top="")
     (classes / "birds").mkdir()
     with pytest.raises(TLCourseError, match=r"No usable images in class folder.*birds \(empty\)"):
-        data.scan_image_folder(classes)
+        data.clean_image_folder(classes, tmp_path / "out3")
     (classes / "birds" / "notes.jpg").write_text("not a photo")
     with pytest.raises(TLCourseError, match=r"birds \(1 unusable file"), pytest.warns(UserWarning):
-        data.scan_image_folder(classes)
+        data.clean_image_folder(classes, tmp_path / "out4")
 
 
 # --------------------------------------------------------------------------- augmentation
 
 def test_augmentation_is_the_courses_image_data_generator():
     import keras
-    aug = data.augmentation(seed=1)
+    aug = tl.augmentation(seed=1)
     assert aug.name == "augmentation"
     flip, rotation, zoom = aug.layers
     assert isinstance(flip, keras.layers.RandomFlip) and flip.mode == "horizontal"
@@ -450,33 +442,18 @@ def test_augmentation_is_the_courses_image_data_generator():
 # --------------------------------------------------------------------------- the real mini archive
 
 def test_mini_archive(data_home, mini_archive, monkeypatch):
+    import keras
+
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(mini_archive))
-    monkeypatch.setenv("TLCOURSE_FAST", "0")
     folder = data.flowers_dir(verbose=False)
     assert data._class_counts(folder) == {c: 200 for c in data.FLOWER_CLASSES}
     marker = json.loads((data_home / data.MARKER_NAME).read_text())
-    assert marker["sha256"] == data.KNOWN_ARCHIVES["flower_photos_mini.tgz"]["sha256"]
-    s = data.flowers_splits(verbose=False)
+    assert marker["sha256"] == data.manifest()["flowers_mini"]["sha256"]
+    s = data.make_splits(per_class=200, grow_test=True)  # the full-mode split
     assert s.class_names == list(data.FLOWER_CLASSES)
     for c in data.FLOWER_CLASSES:
-        assert [s.counts[split][c] for split in data.SPLITS] == [160, 20, 20]
-    assert s.sizes == {"train": 800, "val": 100, "test": 100}
-    ds = data.image_dataset(s.test_dir, image_size=32, shuffle=False, verbose=False)
+        assert [s.counts[split][c] for split in SPLITS] == [160, 20, 20]
+    ds = keras.utils.image_dataset_from_directory(s.test_dir, image_size=(32, 32), shuffle=False,
+                                                  verbose=False)
     labels = np.concatenate([y.numpy() for _, y in ds])
     assert np.bincount(labels).tolist() == [20] * 5
-
-
-def test_files_tensorflow_cannot_decode_are_left_out(data_home, tmp_path, monkeypatch):
-    root = make_odd_folder(tmp_path / "homework")
-    real = data._inspect_cached
-
-    def lenient(path, converted_dir):  # pretend PIL accepted the text file
-        return ("ok", path, "") if path.endswith("b_text.jpg") else real(path, converted_dir)
-
-    monkeypatch.setattr(data, "_inspect_cached", lenient)
-    with pytest.warns(UserWarning) as record:
-        ds = data.image_dataset(root, image_size=8, shuffle=False, verbose=False)
-    assert any("TensorFlow could not decode 1 image" in str(w.message) and "b_text.jpg" in str(w.message)
-               for w in record)
-    assert [Path(p).name for p in ds.file_paths][-1] == "c_ok.jpg"
-    assert sum(int(x.shape[0]) for x, _ in ds) == 6

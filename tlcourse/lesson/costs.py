@@ -41,6 +41,9 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from fractions import Fraction  # noqa: E402
 
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
 # --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
@@ -626,3 +629,80 @@ def format_timings(results: list[dict]) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *lines)]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths))
                      for row in [header] + lines)
+
+
+# --------------------------------------------------------------------------
+# Figures and the explorer's text (notebook 06)
+# --------------------------------------------------------------------------
+
+
+def plot_separable_ratio(ns=None, kernel_sizes=(3, 5, 7), mark=None, ax=None):
+    """Notebook 06: standard / depthwise-separable mult-adds, ``1 / (1/N + 1/D_K**2)``, against N.
+
+    One line per kernel size D_K, its ceiling D_K**2 dashed; ``mark=(n, d_k)``
+    adds a dot (the widget's current layer). Returns the Figure.
+    """
+    ns = np.unique(np.geomspace(1, 2048, 200).astype(int)) if ns is None else np.asarray(ns)
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    for i, d_k in enumerate(kernel_sizes):
+        color = f"C{i}"
+        ax.plot(ns, 1.0 / (1.0 / ns + 1.0 / d_k**2), color=color, label=f"$D_K$ = {d_k}")
+        ax.axhline(d_k**2, color=color, linestyle="--", linewidth=0.8)
+    if mark is not None:
+        n, d_k = mark
+        ax.plot([n], [1.0 / (1.0 / n + 1.0 / d_k**2)], "o", color="black",
+                label=f"N = {n}, $D_K$ = {d_k}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("output channels N")
+    ax.set_ylabel("standard / separable mult-adds")
+    ax.set_title(r"Saving of a depthwise-separable convolution ($D_K^2$ dashed)")
+    ax.legend()
+    return fig
+
+
+def plot_conv_speedups(results, ax=None):
+    """Notebook 06: measured speed-up of separable over standard convolution beside the theory.
+
+    ``results`` are :func:`tlcourse.costs.time_conv_layers` rows. Returns the Figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    labels = [f"{r['d_f']}x{r['d_f']}x{r['m']}\n-> {r['n']}" for r in results]
+    x = np.arange(len(results))
+    width = 0.38
+    ax.bar(x - width / 2, [r["theoretical_ratio"] for r in results], width,
+           label="theory (mult-adds)", color="C0")
+    ax.bar(x + width / 2, [r["measured_speedup"] for r in results], width,
+           label="measured (time)", color="C1")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    top = max(max(r["theoretical_ratio"], r["measured_speedup"]) for r in results)
+    ax.set_ylim(0, 1.3 * top)  # room for the legend above the bars
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("standard / separable")
+    ax.set_title("3x3 convolution: how much faster separable is, on paper and measured")
+    ax.legend(loc="upper left", ncols=2)
+    return fig
+
+
+def cost_summary(d_k: int, m: int, n: int, d_f: int) -> str:
+    """The explorer's text: both costs (mult-adds, parameters without biases) and their ratio."""
+    std = standard_mult_adds(d_k, m, n, d_f)
+    dw = depthwise_mult_adds(d_k, m, d_f)
+    pw = pointwise_mult_adds(m, n, d_f)
+    ratio = separable_ratio(d_k, n)
+    p_std = standard_params(d_k, m, n, bias=False)
+    p_sep = separable_params(d_k, m, n, bias=False)
+    return "\n".join([
+        f"D_K={d_k}  M={m}  N={n}  D_F={d_f}",
+        f"standard   : {std:>16,} mult-adds  {p_std:>12,} weights",
+        f"depthwise  : {dw:>16,} mult-adds  {depthwise_params(d_k, m, bias=False):>12,} weights",
+        f"pointwise  : {pw:>16,} mult-adds  {pointwise_params(m, n, bias=False):>12,} weights",
+        f"separable  : {dw + pw:>16,} mult-adds  {p_sep:>12,} weights",
+        f"separable / standard = 1/N + 1/D_K^2 = {float(ratio):.4f}"
+        f"  ->  {float(1 / ratio):.2f}x fewer mult-adds",
+    ])

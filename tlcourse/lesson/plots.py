@@ -1,8 +1,4 @@
-"""The course's one plotting style and its recurring figures.
-
-Every figure goes through :func:`use_course_style` (called on import) so the
-notebooks look alike; figure helpers return the matplotlib ``Figure``.
-"""
+"""The course's one plotting style and its recurring figures (each returns its Figure)."""
 from __future__ import annotations
 
 import matplotlib as mpl
@@ -42,59 +38,6 @@ def show_image(ax, image, title: str | None = None) -> None:
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-
-
-def plot_separable_ratio(ns=None, kernel_sizes=(3, 5, 7), mark=None, ax=None):
-    """Notebook 06: standard / depthwise-separable mult-adds, ``1 / (1/N + 1/D_K**2)``, against N.
-
-    One line per kernel size D_K, its ceiling D_K**2 dashed; ``mark=(n, d_k)``
-    adds a dot (the widget's current layer). Returns the Figure.
-    """
-    ns = np.unique(np.geomspace(1, 2048, 200).astype(int)) if ns is None else np.asarray(ns)
-    if ax is None:
-        fig, ax = plt.subplots()
-    else:
-        fig = ax.figure
-    for i, d_k in enumerate(kernel_sizes):
-        color = f"C{i}"
-        ax.plot(ns, 1.0 / (1.0 / ns + 1.0 / d_k**2), color=color, label=f"$D_K$ = {d_k}")
-        ax.axhline(d_k**2, color=color, linestyle="--", linewidth=0.8)
-    if mark is not None:
-        n, d_k = mark
-        ax.plot([n], [1.0 / (1.0 / n + 1.0 / d_k**2)], "o", color="black",
-                label=f"N = {n}, $D_K$ = {d_k}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("output channels N")
-    ax.set_ylabel("standard / separable mult-adds")
-    ax.set_title(r"Saving of a depthwise-separable convolution ($D_K^2$ dashed)")
-    ax.legend()
-    return fig
-
-
-def plot_conv_speedups(results, ax=None):
-    """Notebook 06: measured speed-up of separable over standard convolution beside the theory.
-
-    ``results`` are :func:`tlcourse.costs.time_conv_layers` rows. Returns the Figure.
-    """
-    if ax is None:
-        fig, ax = plt.subplots()
-    else:
-        fig = ax.figure
-    labels = [f"{r['d_f']}x{r['d_f']}x{r['m']}\n-> {r['n']}" for r in results]
-    x = np.arange(len(results))
-    width = 0.38
-    ax.bar(x - width / 2, [r["theoretical_ratio"] for r in results], width,
-           label="theory (mult-adds)", color="C0")
-    ax.bar(x + width / 2, [r["measured_speedup"] for r in results], width,
-           label="measured (time)", color="C1")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    top = max(max(r["theoretical_ratio"], r["measured_speedup"]) for r in results)
-    ax.set_ylim(0, 1.3 * top)  # room for the legend above the bars
-    ax.set_xticks(x, labels)
-    ax.set_ylabel("standard / separable")
-    ax.set_title("3x3 convolution: how much faster separable is, on paper and measured")
-    ax.legend(loc="upper left", ncols=2)
-    return fig
 
 
 def show_top5(image, top5, title: str | None = None, axes=None):
@@ -173,5 +116,31 @@ def plot_history(history, title: str = "", metrics=("accuracy", "loss"), mark_ep
         ax.set_ylabel(metric)
         ax.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_misclassified(paths, labels, probabilities, class_names, max_images: int = 8, ncols: int = 4):
+    """The misclassified photos, most confident mistake first: true class, predicted, confidence."""
+    from PIL import Image
+
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:max_images]
+    if not len(wrong):
+        fig, ax = plt.subplots(figsize=(5, 1))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"No mistakes on these {len(labels)} photos.", ha="center", va="center")
+        return fig
+    ncols = min(ncols, len(wrong))
+    nrows = -(-len(wrong) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i in zip(axes.flat, wrong):
+        with Image.open(paths[i]) as img:
+            show_image(ax, np.asarray(img.convert("RGB")))
+        ax.set_title(f"true: {class_names[labels[i]]}\npred: {class_names[predicted[i]]} "
+                     f"({probabilities[i, predicted[i]]:.0%})", fontsize=9)
     fig.tight_layout()
     return fig

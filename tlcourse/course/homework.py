@@ -11,7 +11,7 @@ and nbgrader's cell metadata (grade ids, points). This module
   into ``build/release/<notebook>/`` (one assignment per notebook), and
 - writes the instructor versions, outputs cleared, to ``build/instructor/``.
 
-    python -m tlcourse.homework
+    python -m tlcourse.course.homework
 """
 from __future__ import annotations
 
@@ -23,15 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import build_dir, project_root
+from ..lesson.config import build_dir
+from .build import notebooks as source_notebooks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-
-
-def source_notebooks() -> list[Path]:
-    """The course's notebooks, in order."""
-    return sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def nbgrader_meta(cell) -> dict:

@@ -1,0 +1,85 @@
+"""The fast-mode switch, seeds, and where files live (every notebook, first cell)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FAST_ENV = "TLCOURSE_FAST"
+
+
+def fast_mode() -> bool:
+    """True when ``TLCOURSE_FAST`` is 1/true/yes: small data, few epochs (CI); else full mode."""
+    value = os.environ.get(FAST_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{FAST_ENV}={value!r}: use 1 (fast, for CI) or 0 (full, for a course).")
+
+
+def pick(full, fast):
+    """``fast`` in fast mode, ``full`` otherwise: ``EPOCHS = pick(full=10, fast=2)``."""
+    return fast if fast_mode() else full
+
+
+def set_seed(seed: int = 42) -> int:
+    """Seed Python, NumPy and Keras (hence TensorFlow) in one call; returns the seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return seed
+
+
+def project_root() -> Path:
+    """The folder holding ``notebooks/`` and ``data/``: the checkout, or the nearest one above
+    the current folder (for a non-editable install)."""
+    here = Path(__file__).resolve().parents[2]
+    if (here / "notebooks").is_dir():
+        return here
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "notebooks").is_dir() and (folder / "data").is_dir():
+            return folder
+    return cwd
+
+
+def data_dir() -> Path:
+    """Provisioned data (``data/``, or ``TLCOURSE_DATA``)."""
+    path = Path(os.environ.get("TLCOURSE_DATA") or project_root() / "data")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_dir(*parts: str) -> Path:
+    """Where this run writes: ``build/`` in full mode, ``build-fast/`` in fast mode, or
+    ``TLCOURSE_BUILD`` (tests); so a fast run never overwrites the lecture build."""
+    override = os.environ.get("TLCOURSE_BUILD")
+    root = Path(override) if override else project_root() / ("build-fast" if fast_mode() else "build")
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(dest):
+    """Yield a temporary path beside ``dest`` (same suffix); it becomes ``dest`` only if the
+    block finishes, so a crash never leaves a half-written file where it will be trusted."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,138 @@
+"""Freezing and unfreezing MobileNet by blocks, differential learning rates, saving (04-05).
+
+MobileNet V1 is a stem (block 0: ``conv1``) and 13 depthwise-separable blocks
+(``conv_dw_N``, ``conv_pw_N`` with their BatchNorm and ReLU, 1..13). Everything else a lesson
+does in plain Keras: ``layer.trainable``, ``model.compile``, ``keras.callbacks.EarlyStopping``.
+"""
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+
+from .config import atomic_write
+from .errors import TLCourseError
+
+N_BLOCKS = 14
+_STEM = re.compile(r"^conv1(_bn|_relu|_pad)?$")
+_BLOCK = re.compile(r"^conv_(?:pad|dw|pw)_(\d+)(?:_bn|_relu)?$")
+
+
+def block_of(layer_name: str) -> int | None:
+    """The MobileNet block a layer belongs to, by name (``conv_pw_7_bn`` -> 7); else None."""
+    if _STEM.match(layer_name):
+        return 0
+    m = _BLOCK.match(layer_name)
+    return int(m.group(1)) if m else None
+
+
+def find_base(model):
+    """The MobileNet base nested in a head model (``keras.applications.MobileNet(include_top=False)``)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and any(block_of(sub.name) == 0 for sub in layer.layers):
+            return layer
+    raise TLCourseError(f"No MobileNet base inside model {model.name!r}: expected a nested "
+                        "keras.applications.MobileNet(include_top=False), as notebook 04 builds it.")
+
+
+def count_params(variables) -> int:
+    """Number of scalars in a list of variables."""
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def unfreeze_from(base, block: int, train_bn: bool = False) -> int:
+    """Make blocks ``block``..13 of a MobileNet base trainable and earlier ones frozen; return
+    the base's trainable parameters. BatchNorm layers stay frozen (inference mode, ImageNet's
+    statistics) unless ``train_bn``. ``block=14`` freezes everything. Recompile afterwards."""
+    if not 0 <= block <= N_BLOCKS:
+        raise ValueError(f"block must be 0..{N_BLOCKS} (14 = nothing unfrozen), got {block}")
+    if not any(block_of(layer.name) == 0 for layer in base.layers):
+        raise TLCourseError(f"{base.name!r} is not a MobileNet V1 base: pass find_base(model).")
+    base.trainable = block < N_BLOCKS
+    for layer in base.layers:
+        b = block_of(layer.name)
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = b is not None and b >= block and (train_bn or not is_bn)
+    return count_params(base.trainable_weights)
+
+
+def unfreeze_table(base) -> dict[int, int]:
+    """``{block: trainable base parameters when unfrozen from it}`` for 0..14; leaves the base as it was."""
+    state = base.trainable, [layer.trainable for layer in base.layers]
+    try:
+        return {b: unfreeze_from(base, b) for b in range(N_BLOCKS + 1)}
+    finally:
+        base.trainable = state[0]
+        for layer, flag in zip(base.layers, state[1]):
+            layer.trainable = flag
+
+
+def layer_groups(model, base, n_groups: int = 3) -> list[tuple[str, list]]:
+    """The trainable variables as ``[(name, variables), ...]``, earliest first: the unfrozen
+    blocks in ``n_groups`` contiguous groups, then the head (everything outside the base)."""
+    blocks = {}
+    for layer in base.layers:
+        if layer.trainable_weights:
+            blocks.setdefault(block_of(layer.name), []).extend(layer.trainable_weights)
+    chunks = np.array_split(sorted(blocks), min(n_groups, len(blocks))) if blocks else []
+    groups = [(f"blocks {c[0]}-{c[-1]}" if len(c) > 1 else f"block {c[0]}",
+               [v for b in c for v in blocks[b]]) for c in chunks]
+    in_base = {id(v) for v in base.weights}
+    groups.append(("head", [v for v in model.trainable_weights if id(v) not in in_base]))
+    return groups
+
+
+class _PerVariableRate:
+    """Mixin for a Keras optimizer: each variable's update uses ``learning_rate * its multiplier``.
+    The rate enters every update linearly (SGD, momentum, Adam, RMSprop), so this is exactly one
+    optimizer per group, in one object ``fit`` drives as usual."""
+
+    def __init__(self, *args, multipliers=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._multipliers = dict(multipliers or {})
+        self._scales = ()
+
+    def build(self, var_list):
+        if not self.built:
+            missing = [v.path for v in var_list if v.path not in self._multipliers]
+            if missing:
+                raise TLCourseError(f"{len(missing)} trainable variables have no learning-rate group "
+                                    f"(e.g. {missing[:3]}): make the groups after unfreezing.")
+            self._scales = tuple(self._multipliers[v.path] for v in var_list)
+        return super().build(var_list)
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scales[self._get_variable_index(variable)]
+        return super().update_step(gradient, variable, keras.ops.cast(learning_rate, variable.dtype) * scale)
+
+
+def differential_optimizer(groups, head_lr: float, factor: float, optimizer=keras.optimizers.Adam,
+                           **kwargs):
+    """One optimizer, one learning rate per group: with G groups (earliest first, the head last)
+    group g learns at ``head_lr / factor**(G-1-g)``. ``optimizer``: a Keras optimizer class."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1 (earlier groups learn slower), got {factor}")
+    multipliers = {v.path: factor ** -(len(groups) - 1 - g)
+                   for g, (_, variables) in enumerate(groups) for v in variables}
+    cls = type(f"Differential{optimizer.__name__}", (_PerVariableRate, optimizer), {})
+    return cls(learning_rate=head_lr, multipliers=multipliers, **kwargs)
+
+
+def save_model(model, path) -> None:
+    """``model.save(path)`` that any plain Keras loads: a model trained with a course optimizer
+    is recompiled with a stock Adam first (the weights are what matter), and the file appears
+    only once complete."""
+    if isinstance(model.optimizer, _PerVariableRate):
+        model.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])
+    with atomic_write(path) as tmp:
+        model.save(tmp)
+
+
+def predictions(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, probabilities)`` of a model over an unshuffled ``(images, labels)`` dataset."""
+    labels, probs = [], []
+    for images, y in dataset:
+        probs.append(model.predict_on_batch(images))
+        labels.append(np.asarray(y))
+    return np.concatenate(labels), np.concatenate(probs)
