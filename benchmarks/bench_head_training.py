@@ -13,20 +13,16 @@ Numbers depend on the machine and on what else runs on it; nothing asserts them.
 """
 from __future__ import annotations
 
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tlcourse as tl  # first: it mutes TensorFlow's start-up lines
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tlcourse import data, features, provision  # noqa: E402
-from tlcourse.config import pick, set_seed  # noqa: E402
-
 TARGET = 0.85
-MAX_END_TO_END_EPOCHS = pick(full=10, fast=2)
-MAX_CACHED_EPOCHS = pick(full=100, fast=20)
+MAX_END_TO_END_EPOCHS = tl.pick(full=10, fast=2)
+MAX_CACHED_EPOCHS = tl.pick(full=100, fast=20)
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -54,11 +50,13 @@ def head(num_classes):
 
 
 def main():
-    provision.ensure_imagenet_files(verbose=False)
-    splits = data.flowers_splits(seed=42, verbose=False)
-    train = data.image_dataset(splits.train_dir, 224, 32, shuffle=True, verbose=False)
-    train_fixed = data.image_dataset(splits.train_dir, 224, 32, shuffle=False, verbose=False)
-    val = data.image_dataset(splits.val_dir, 224, 32, shuffle=False, verbose=False)
+    splits = tl.flowers_splits()
+
+    def load(folder, shuffle):
+        return keras.utils.image_dataset_from_directory(folder, image_size=(224, 224), batch_size=32,
+                                                        shuffle=shuffle, seed=42, verbose=False)
+
+    train, train_fixed, val = load(splits.train_dir, True), load(splits.train_dir, False), load(splits.val_dir, False)
     n_classes = len(train.class_names)
     print(f"flowers: {splits.sizes['train']} training, {splits.sizes['val']} validation photos; "
           f"target {TARGET:.0%} validation accuracy")
@@ -72,16 +70,16 @@ def main():
                                   keras.layers.GlobalAveragePooling2D()])
     extractor.predict(val.take(1), verbose=0)
     start = time.perf_counter()
-    X_train, y_train = features.predict_with_labels(extractor, train_fixed)
-    X_val, y_val = features.predict_with_labels(extractor, val)
+    y_train, X_train = tl.predictions(extractor, train_fixed)
+    y_val, X_val = tl.predictions(extractor, val)
     extract_s = time.perf_counter() - start
     n = len(X_train) + len(X_val)
     print(f"\nfeature extraction: {n} photos in {extract_s:.1f} s = {n / extract_s:.1f} photos/s")
 
     # 2. end to end: augmented photos through the frozen base, every epoch
-    set_seed(42)
+    tl.set_seed(42)
     inputs = keras.Input((224, 224, 3))
-    x = data.augmentation(seed=42)(inputs)
+    x = tl.augmentation(seed=42)(inputs)
     x = base(rescale(x), training=False)
     for layer in head(n_classes):
         x = layer(x)
@@ -91,7 +89,7 @@ def main():
     model.fit(train, validation_data=val, epochs=MAX_END_TO_END_EPOCHS, callbacks=[clock_e2e], verbose=0)
 
     # 3. cached features: a head on the 1,024-d vectors
-    set_seed(42)
+    tl.set_seed(42)
     cached = keras.Sequential([keras.Input((1024,))] + head(n_classes)[1:])
     cached.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     clock_cached = EpochClock(time.perf_counter() - extract_s, TARGET)  # the extraction counts
