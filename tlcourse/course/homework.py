@@ -1,17 +1,17 @@
-"""Homework versions of the notebooks, made by nbgrader (``make homework``).
+"""Homework with nbgrader, end to end (``make homework``).
 
-The source notebooks in ``notebooks/`` carry graded exercises in nbgrader's
-format: solution code between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
-in cells marked as solutions, autograded test cells of plain asserts with
-hidden tests between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``,
-and nbgrader's cell metadata (grade ids, points). This module
+The source notebooks carry exercises in nbgrader's format: solutions between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` in solution cells (code, or markdown answers
+graded by hand with a rubric), autograded test cells of asserts with hidden tests between
+``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, and nbgrader's cell metadata. This
+module checks the markers (:func:`check_notebook`) and drives nbgrader's own API on a course
+folder (``<build>/nbgrader``: ``source/``, ``release/``, ``submitted/``, ``autograded/``,
+``feedback/`` and the gradebook ``gradebook.db``), one assignment per notebook:
+:func:`generate` (student versions), :func:`submit`, :func:`autograde` (hidden tests put back
+and run), :func:`generate_feedback` and :func:`scores` (read from the gradebook).
 
-- checks those markers (:func:`check_notebook`),
-- drives nbgrader's own ``generate_assignment`` to write the student versions
-  into ``build/release/<notebook>/`` (one assignment per notebook), and
-- writes the instructor versions, outputs cleared, to ``build/instructor/``.
-
-    python -m tlcourse.course.homework
+    python -m tlcourse.course.homework             # student versions into <build>/release/
+    python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -136,93 +135,146 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
     return problems
 
 
-def _nbgrader_config(root: Path):
+def _api(root: Path):
+    """nbgrader's API on the course folder ``root`` (its config also written to
+    ``root/nbgrader_config.py``, so the ``nbgrader`` command works there too)."""
+    from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
-    c = Config()
-    c.CourseDirectory.root = str(root)
-    c.CourseDirectory.course_id = "tlcourse"
-    c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
-    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
-    c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-    return c
+    root.mkdir(parents=True, exist_ok=True)
+    settings = {"CourseDirectory.course_id": "tlcourse",
+                "CourseDirectory.ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"],
+                "ClearSolutions.code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"},
+                "ExecutePreprocessor.timeout": 1800}
+    (root / "nbgrader_config.py").write_text("c = get_config()  # noqa\n" + "".join(
+        f"c.{key} = {value!r}\n" for key, value in settings.items()))
+    config = Config()
+    for key, value in settings.items():
+        section, name = key.split(".")
+        setattr(config[section], name, value)
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    # nbgrader runs the `alembic` command of its own environment to set up its gradebook
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    return NbGraderAPI(config=config)
 
 
-def generate_student_versions(out_dir: Path | None = None, notebooks=None, verbose: bool = True) -> list[Path]:
-    """Run nbgrader's ``generate_assignment`` on each notebook with exercises.
-
-    Each notebook is its own assignment (``build/release/<stem>/<stem>.ipynb``):
-    solutions replaced by ``# YOUR CODE HERE``, hidden tests removed, outputs
-    cleared, graded cells locked and checksummed. Returns the student notebooks.
-    """
-    import nbformat
-    from nbgrader.apps import NbGraderAPI
-
-    out_dir = Path(out_dir) if out_dir else build_dir("release")
-    notebooks = [Path(p) for p in (notebooks or source_notebooks())]
-    written = []
-    with tempfile.TemporaryDirectory(prefix="tlcourse-nbgrader-") as tmp:
-        root = Path(tmp)
-        for nb_path in notebooks:
-            nb = nbformat.read(nb_path, as_version=4)
-            if not graded_cells(nb):
-                continue
-            problems = check_notebook(nb, nb_path.name)
-            if problems:
-                raise ValueError("; ".join(problems))
-            (root / "source" / nb_path.stem).mkdir(parents=True)
-            shutil.copy(nb_path, root / "source" / nb_path.stem / nb_path.name)
-        # nbgrader runs the `alembic` command of its own environment to set up its gradebook
-        bin_dir = str(Path(sys.executable).parent)
-        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-        api = NbGraderAPI(config=_nbgrader_config(root))
-        for folder in sorted((root / "source").iterdir()):
-            result = api.generate_assignment(folder.name, force=True, create=True)
-            if not result["success"]:
-                raise RuntimeError(f"nbgrader generate_assignment {folder.name} failed:\n"
-                                   f"{result.get('error') or result.get('log')}")
-            dest = out_dir / folder.name
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.copytree(root / "release" / folder.name, dest)
-            written.extend(sorted(dest.glob("*.ipynb")))
-            if verbose:
-                print(f"  student version: {dest.relative_to(out_dir.parent)}")
-    return written
+def _run(step: str, result: dict) -> None:
+    if not result["success"]:
+        raise RuntimeError(f"nbgrader {step} failed:\n{result.get('error') or result.get('log')}")
 
 
-def write_instructor_versions(out_dir: Path | None = None, notebooks=None) -> list[Path]:
-    """The source notebooks (solutions, hidden tests) with every output cleared."""
+def generate(root: Path, notebooks=None) -> list[Path]:
+    """Copy each notebook with exercises to ``root/source/<stem>/`` and run nbgrader's
+    ``generate_assignment``: solutions replaced by stubs, hidden tests removed, outputs cleared,
+    graded cells locked. Returns the student notebooks (``root/release/<stem>/<stem>.ipynb``)."""
     import nbformat
 
-    out_dir = Path(out_dir) if out_dir else build_dir("instructor")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for nb_path in notebooks or source_notebooks():
+    api, released = _api(root), []
+    for nb_path in map(Path, notebooks or source_notebooks()):
         nb = nbformat.read(nb_path, as_version=4)
-        for cell in nb.cells:
+        if not graded_cells(nb):
+            continue
+        problems = check_notebook(nb, nb_path.name)
+        if problems:
+            raise ValueError("; ".join(problems))
+        (root / "source" / nb_path.stem).mkdir(parents=True, exist_ok=True)
+        shutil.copy(nb_path, root / "source" / nb_path.stem / nb_path.name)
+        _run(f"generate_assignment {nb_path.stem}", api.generate_assignment(nb_path.stem))
+        released.append(root / "release" / nb_path.stem / nb_path.name)
+    return released
+
+
+def fill(student_nb, source_nb, answers=None):
+    """A submission: the student version with every solution cell answered as the source
+    answers it, except ``answers[grade_id]`` (code or text) put between the solution markers."""
+    import copy
+
+    source = {nbgrader_meta(c).get("grade_id"): c for c in source_nb.cells}
+    nb = copy.deepcopy(student_nb)
+    for cell in nb.cells:
+        gid = nbgrader_meta(cell).get("grade_id")
+        if nbgrader_meta(cell).get("solution") and gid in source:
+            text = source[gid].source
+            if gid in (answers or {}):
+                lines, out, inside = text.splitlines(), [], False
+                for line in lines:
+                    if line.strip() == BEGIN_SOLUTION:
+                        inside = True
+                        indent = line[: len(line) - len(line.lstrip())]
+                        out += [indent + a for a in answers[gid].splitlines()]
+                    elif line.strip() == END_SOLUTION:
+                        inside = False
+                    elif not inside:
+                        out.append(line)
+                text = "\n".join(out)
+            cell.source = "\n".join(line for line in text.splitlines()
+                                    if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
+    return nb
+
+
+def submit(root: Path, assignment: str, student: str, nb) -> Path:
+    """Put a notebook where ``nbgrader collect`` would: ``submitted/<student>/<assignment>/``."""
+    import nbformat
+
+    folder = root / "submitted" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{assignment}.ipynb")
+    (folder / "timestamp.txt").write_text(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    return folder / f"{assignment}.ipynb"
+
+
+def autograde(root: Path, assignment: str, student: str) -> None:
+    """nbgrader ``autograde``: hidden tests restored, the notebook run, scores into the gradebook."""
+    _run(f"autograde {assignment} {student}", _api(root).autograde(assignment, student))
+
+
+def generate_feedback(root: Path, assignment: str, student: str) -> Path:
+    """nbgrader ``generate_feedback``: the graded notebook as HTML, in ``feedback/``."""
+    _run(f"generate_feedback {assignment} {student}", _api(root).generate_feedback(assignment, student))
+    return root / "feedback" / student / assignment / f"{assignment}.html"
+
+
+def scores(root: Path):
+    """Per submission and graded cell: the autograded score and the maximum, from the gradebook,
+    as a pandas table (cells that need manual grading have ``needs_manual_grade`` set)."""
+    import pandas as pd
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        rows = [{"assignment": a.name, "student": s.student.id, "cell": g.name,
+                 "score": g.score, "max_score": g.max_score, "needs_manual_grade": g.needs_manual_grade}
+                for a in gb.assignments for s in a.submissions for n in s.notebooks for g in n.grades]
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    import nbformat
+
+    args = argv if argv is not None else sys.argv[1:]
+    root, start = build_dir("nbgrader"), time.perf_counter()
+    if args[:1] == ["autograde"]:
+        for folder in sorted((root / "submitted").glob("*/*")):
+            autograde(root, folder.name, folder.parent.name)
+            print(f"  feedback: {generate_feedback(root, folder.name, folder.parent.name)}")
+        table = scores(root).groupby(["assignment", "student"])[["score", "max_score"]].sum()
+        print(table.to_string())
+        return 0
+    print("Generating homework with nbgrader")
+    for student in generate(root):
+        dest = build_dir("release") / student.parent.name
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(student.parent, dest)
+        instructor = nbformat.read(root / "source" / student.parent.name / student.name, as_version=4)
+        for cell in instructor.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-        nbformat.write(nb, out_dir / Path(nb_path).name)
-        written.append(out_dir / Path(nb_path).name)
-    return written
-
-
-def main() -> int:
-    start = time.perf_counter()
-    print("Generating homework with nbgrader")
-    students = generate_student_versions()
-    instructors = write_instructor_versions()
-    counts = {}
-    import nbformat
-    for path in source_notebooks():
-        counts[path.stem] = len(graded_cells(nbformat.read(path, as_version=4)))
-    print(f"\n{len(students)} student notebooks in build/release/, "
-          f"{len(instructors)} instructor notebooks in build/instructor/ "
-          f"({time.perf_counter() - start:.1f} s)")
-    for name, n in counts.items():
-        print(f"  {name:34s} {n} graded test cell{'s' if n != 1 else ''}")
+        nbformat.write(instructor, build_dir("instructor") / student.name)
+        print(f"  {student.stem:34s} {len(graded_cells(instructor))} graded cell(s)")
+    print(f"Student versions in {build_dir('release')}, instructor versions in "
+          f"{build_dir('instructor')}, course folder {root} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
