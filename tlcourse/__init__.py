@@ -48,6 +48,7 @@ _logging.getLogger("tensorflow").setLevel(_logging.ERROR)
 _warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
 
 from .lesson import costs  # noqa: E402
+from .lesson.cam import cam_parts, class_activation_maps, show_cam  # noqa: E402
 from .lesson.config import build_dir, data_dir, fast_mode, pick, set_seed  # noqa: E402
 from .lesson.data import augmentation, flowers_splits  # noqa: E402
 from .lesson.errors import TLCourseError  # noqa: E402
