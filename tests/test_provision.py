@@ -1,5 +1,4 @@
 """Provisioning Keras's ImageNet cache offline (tlcourse.course.provision), and notebook 01's helpers."""
-import os
 import shutil
 
 import numpy as np
@@ -124,6 +123,47 @@ def test_prepare_image_refuses_a_non_image(tmp_path):
     bad.write_text("not a photo")
     with pytest.raises(TLCourseError, match="is not an image this course can read"):
         tl.prepare_image(bad)
+
+
+class _RecordingModel:
+    """Stands in for MobileNet: equal probabilities, and the files in ``folder`` at each call."""
+
+    def __init__(self, folder):
+        self.folder, self.seen = folder, []
+
+    def predict(self, x, verbose=0):
+        self.seen.append(sorted(p.name for p in self.folder.rglob("*") if p.is_file()))
+        return np.full((len(x), 1000), 1e-3, dtype="float32")
+
+
+def _upload(picker, name, content):
+    """What the browser's upload does to the picker's FileUpload widget: a state update that
+    ipywidgets 8 deserialises into ``value``."""
+    upload = picker.children[0].children[1]
+    upload.set_state({"value": [{"name": name, "type": "", "size": len(content),
+                                 "content": memoryview(content), "last_modified": 0}]})
+
+
+def test_photo_picker_upload_of_a_non_image_is_one_plain_line(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    uploads = tmp_path / "tmp"
+    uploads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(uploads))  # where the picker's temporary copy goes
+    model = _RecordingModel(uploads)
+    picker = tl.photo_picker(model, {"coffee": tl.sample_photos()["coffee"]})
+    capsys.readouterr()
+
+    _upload(picker, "notes.txt", b"not a photo at all")
+    shown = capsys.readouterr().out
+    assert shown.strip() == "notes.txt is not an image this course can read: use a JPEG or PNG photo."
+    assert str(uploads) not in shown and "BytesIO" not in shown and "Traceback" not in shown
+    assert not list(uploads.iterdir()), "the temporary copy of the upload is left behind"
+
+    _upload(picker, "cup.png", tl.sample_photos()["coffee"].read_bytes())
+    assert model.seen[-1] == ["cup.png"]  # classified from its temporary copy...
+    assert not list(uploads.iterdir())    # ...which is gone afterwards
+    assert "not an image" not in capsys.readouterr().out
 
 
 def test_sample_photos_and_labels():

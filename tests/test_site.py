@@ -136,7 +136,7 @@ def test_widget_view_saved_and_its_manager_served_locally(built):
 
 def test_results_page_is_a_labelled_table(built):
     results = _page(built[1], "results.html")
-    for text in ("Top-1", "0.85", "Cached (s per epoch)", "0.0843", "4,253,864", "Cost table",
+    for text in ("Top-1", "0.85", "Cached (s) per epoch", "0.0843", "4,253,864", "Cost table",
                  "1,000,000", "Accuracy against labels"):
         assert text in results, text
     assert "cached_s_per_epoch" not in results and "=0.0843" not in results
@@ -174,8 +174,8 @@ def test_a_tarball_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
     assert not any((tmp_path / "site-assets").glob("*/es5")), "an unverified library was kept"
 
 
-@pytest.mark.parametrize("key, text", [("cached_s_per_epoch", "Cached (s per epoch)"),
+@pytest.mark.parametrize("key, text", [("cached_s_per_epoch", "Cached (s) per epoch"),
                                        ("peak_memory_mib", "Peak memory (MiB)"),
-                                       ("top5", "Top-5"), ("vgg16_ratio_mult_adds", "VGG16 ratio mult-adds")])
+                                       ("top5", "Top-5"), ("vgg16_ratio_mult_adds", "VGG16 ratio mult adds")])
 def test_labels(key, text):
     assert site.label(key) == text

@@ -47,13 +47,12 @@ def execute(path: Path, out_dir: Path) -> tuple[bool, float, str]:
     return not error, seconds, error
 
 
-def summary_table(rows):
-    """Status, seconds, peak memory and recorded numbers per notebook, as a pandas table."""
+def summary_table(rows, mode: str):
+    """Per notebook: ok, seconds, mode and the recorded numbers, as a pandas table."""
     import pandas as pd
 
-    table = pd.DataFrame([{"notebook": name, "status": "ok" if ok else "FAILED",
-                           "seconds": round(seconds), **results} for name, ok, seconds, results in rows])
-    return table.set_index("notebook")
+    return pd.DataFrame([{"notebook": name, "ok": ok, "seconds": round(seconds), "mode": mode, **results}
+                         for name, ok, seconds, results in rows]).set_index("notebook")
 
 
 def main(argv=None) -> int:
@@ -68,14 +67,13 @@ def main(argv=None) -> int:
             print(f"  FAILED: {error}", flush=True)
         results = json.loads(results_file.read_text()) if results_file.exists() else {}
         rows.append((path.stem, ok, seconds, results))
-    table = summary_table(rows)
+    table = summary_table(rows, mode)
     (out_dir / "summary.json").write_text(table.reset_index().to_json(orient="records", indent=1))
-    with __import__("pandas").option_context("display.width", 200, "display.max_columns", 8):
-        print(f"\nSummary ({mode} mode), executed notebooks in {out_dir}:\n")
-        print(table[["status", "seconds", "peak_memory_mib"]] if "peak_memory_mib" in table else table)
+    print(f"\nSummary ({mode} mode), executed notebooks in {out_dir}:\n")
+    print(table.reindex(columns=["ok", "seconds", "peak_memory_mib"]).to_string())
     if not names:
         from .site import build_site
-        print(f"\nCourse site: {build_site(out_dir)}")
+        build_site(out_dir)
     return 0 if rows and all(ok for _, ok, _, _ in rows) else 1
 
 

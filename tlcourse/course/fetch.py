@@ -7,16 +7,24 @@ file that a later run would trust.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 
 from ..lesson.config import atomic_write
 from ..lesson.errors import TLCourseError
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict:
+    """``manifest.json`` (shipped in the package): each provisioned file's source and hash."""
+    return json.loads((Path(__file__).parent / "manifest.json").read_text())
 
 
 def file_hash(path, algorithm: str = "sha256") -> str:

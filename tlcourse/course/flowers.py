@@ -11,7 +11,6 @@ reads as they are.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from ..lesson.config import atomic_write, data_dir, project_root
 from ..lesson.data import SPLITS, Splits, split_name
 from ..lesson.errors import TLCourseError
 from . import fetch
-from .provision import manifest
+from .fetch import manifest
 
 ENV_VAR = "TLCOURSE_FLOWERS"
 CACHE_NAME = "flower_photos"

