@@ -1,4 +1,5 @@
 """Provisioning Keras's ImageNet cache offline (tlcourse.course.provision), and notebook 01's helpers."""
+import re
 import shutil
 
 import numpy as np
@@ -156,7 +157,8 @@ def test_photo_picker_upload_of_a_non_image_is_one_plain_line(tmp_path, monkeypa
 
     _upload(picker, "notes.txt", b"not a photo at all")
     shown = capsys.readouterr().out
-    assert shown.strip() == "notes.txt is not an image this course can read: use a JPEG or PNG photo."
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\r", "", shown).splitlines() if line.strip()]
+    assert lines == ["notes.txt is not an image this course can read: use a JPEG or PNG photo."]
     assert str(uploads) not in shown and "BytesIO" not in shown and "Traceback" not in shown
     assert not list(uploads.iterdir()), "the temporary copy of the upload is left behind"
 

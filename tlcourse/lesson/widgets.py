@@ -15,8 +15,12 @@ REOPEN_HINT = "(A widget shows here only while its kernel runs: run the cell to 
 
 
 def photo_picker(model, photos: dict):
-    """A dropdown of sample photos and an upload button; shows the photo beside its top-5.
-    A file that is not an image gets a one-line message; the widget keeps working."""
+    """A dropdown of sample photos and an upload button; shows the photo beside its top-5 (01).
+    An upload that is not an image gets one line naming the file; the widget keeps working.
+
+    ``model``: an ImageNet classifier (``keras.applications.MobileNet(weights="imagenet")``);
+    ``photos``: name -> path, e.g. :func:`~tlcourse.lesson.imagenet.sample_photos`.
+    """
     from .imagenet import classify
     from .plots import show_top5
 
@@ -30,7 +34,7 @@ def photo_picker(model, photos: dict):
             try:
                 top5 = classify(model, path)
             except TLCourseError as exc:
-                print(f"{name}: {exc}")
+                print(exc)  # "<file name> is not an image this course can read: ..."
                 return
             fig = show_top5(path, top5, title=name)
             display(fig)
@@ -40,10 +44,11 @@ def photo_picker(model, photos: dict):
         if not upload.value:
             return
         item = upload.value[0]
-        with tempfile.TemporaryDirectory() as folder:  # deleted as soon as it is classified
-            path = Path(folder) / Path(item["name"]).name
+        name = Path(item["name"]).name or "upload"  # the file's own name, never a browser path
+        with tempfile.TemporaryDirectory(prefix="tlcourse-upload-") as folder:  # deleted on exit
+            path = Path(folder) / name
             path.write_bytes(bytes(item["content"]))
-            show(path, item["name"])
+            show(path, name)
 
     dropdown.observe(lambda change: show(photos[dropdown.value], dropdown.value), names="value")
     upload.observe(on_upload, names="value")
