@@ -7,4 +7,83 @@ autograde as the "plausible mistake" submission.
 """
 
 WRONG_ANSWERS = {
+    "nb00-new-head": [
+        ("forgets the biases: n_features parameters per class instead of n_features + 1",
+         "return total - n_features * old_classes + n_features * new_classes"),
+        ("adds the new head without taking the old one away",
+         "return total + (n_features + 1) * new_classes"),
+    ],
+    "nb01-any-array": [
+        ("scales to [0, 1] instead of MobileNet's [-1, 1]",
+         "as_rgb = PIL.Image.fromarray(np.asarray(image, dtype=np.uint8)).convert(\"RGB\")\n"
+         "as_rgb = as_rgb.resize((img_size, img_size))\n"
+         "return np.expand_dims(np.asarray(as_rgb, dtype=\"float32\") / 255.0, axis=0)"),
+        ("keeps the alpha channel of an RGBA photo",
+         "x = np.asarray(image, dtype=\"float32\")\n"
+         "if x.ndim == 2:\n"
+         "    x = np.stack([x, x, x], axis=-1)\n"
+         "x = keras.ops.convert_to_numpy(keras.ops.image.resize(x, (img_size, img_size)))\n"
+         "return np.expand_dims(x, axis=0) / 127.5 - 1"),
+        ("leaves a greyscale photo with one channel",
+         "x = np.asarray(image, dtype=\"float32\")\n"
+         "if x.ndim == 2:\n"
+         "    x = x[..., np.newaxis]\n"
+         "x = keras.ops.convert_to_numpy(keras.ops.image.resize(x[..., :3], (img_size, img_size)))\n"
+         "return np.expand_dims(x, axis=0) / 127.5 - 1"),
+        ("ignores img_size: always 224 x 224",
+         "as_rgb = PIL.Image.fromarray(np.asarray(image, dtype=np.uint8)).convert(\"RGB\").resize((224, 224))\n"
+         "return np.expand_dims(np.asarray(as_rgb, dtype=\"float32\"), axis=0) / 127.5 - 1"),
+        ("forgets the batch axis",
+         "as_rgb = PIL.Image.fromarray(np.asarray(image, dtype=np.uint8)).convert(\"RGB\")\n"
+         "return np.asarray(as_rgb.resize((img_size, img_size)), dtype=\"float32\") / 127.5 - 1"),
+    ],
+    "nb06-strided-layer": [
+        ("counts the positions of the input grid instead of the output grid",
+         "d_out = -(-d_in // stride)\n"
+         "standard = d_k * d_k * m * n * d_in * d_in\n"
+         "separable = (d_k * d_k * m + m * n) * d_in * d_in\n"
+         "return d_out, standard, separable"),
+        ("rounds the output size down: 'same' padding keeps ceil(d_in / stride)",
+         "d_out = d_in // stride\n"
+         "return d_out, d_k * d_k * m * n * d_out**2, (d_k * d_k * m + m * n) * d_out**2"),
+        ("no padding ('valid') instead of 'same'",
+         "d_out = (d_in - d_k) // stride + 1\n"
+         "return d_out, d_k * d_k * m * n * d_out**2, (d_k * d_k * m + m * n) * d_out**2"),
+        ("forgets the stride",
+         "return d_in, d_k * d_k * m * n * d_in**2, (d_k * d_k * m + m * n) * d_in**2"),
+        ("the lecture's mix: depthwise on the input grid, pointwise on the output grid",
+         "d_out = -(-d_in // stride)\n"
+         "return d_out, d_k * d_k * m * n * d_out**2, d_k * d_k * m * d_in**2 + m * n * d_out**2"),
+        ("calls tl.costs instead of doing the arithmetic",
+         "std = tl.costs.conv2d_cost((d_in, d_in, m), n, d_k, stride, 'same')\n"
+         "sep = tl.costs.separable_conv2d_cost((d_in, d_in, m), n, d_k, stride, 'same')\n"
+         "return std.output_shape[0], std.mult_adds, sep.mult_adds"),
+    ],
+    "nb06-depthwise-kernel": [
+        ("scales the whole network by D_K^2 / 9, pointwise layers included",
+         "return int(rows.mult_adds.sum() * d_k * d_k // 9)"),
+        ("scales the depthwise layers by D_K / 3 (the side, not the area)",
+         "dw = rows.kind == 'dw'\n"
+         "return int(rows.mult_adds[~dw].sum() + rows.mult_adds[dw].sum() * d_k // 3)"),
+        ("counts the first standard 3x3 convolution as depthwise too",
+         "k3 = rows.kind.isin(['dw', 'conv'])\n"
+         "return int(rows.mult_adds[~k3].sum() + rows.mult_adds[k3].sum() * d_k * d_k // 9)"),
+    ],
+    "nb08-choose-version": [
+        ("judges accuracy by the point estimate, not the interval's lower end",
+         'ok = measured[(measured["ms_1_thread"] <= max_ms) & (measured["accuracy"] >= min_accuracy)]\n'
+         'return ok.sort_values(["size_mib", "ms_1_thread"]).index[0] if len(ok) else None'),
+        ("ships the fastest version instead of the smallest file",
+         'ok = measured[(measured["ms_1_thread"] <= max_ms) & (measured["accuracy_low"] >= min_accuracy)]\n'
+         'return ok.sort_values("ms_1_thread").index[0] if len(ok) else None'),
+        ("leaves out a version exactly on the budget (< instead of <=)",
+         'ok = measured[(measured["ms_1_thread"] < max_ms) & (measured["accuracy_low"] > min_accuracy)]\n'
+         'return ok.sort_values(["size_mib", "ms_1_thread"]).index[0] if len(ok) else None'),
+        ("fails when no version meets the budget instead of returning None",
+         'ok = measured[(measured["ms_1_thread"] <= max_ms) & (measured["accuracy_low"] >= min_accuracy)]\n'
+         'return ok.sort_values(["size_mib", "ms_1_thread"]).index[0]'),
+        ("breaks a tie in size by name order, not by speed",
+         'ok = measured[(measured["ms_1_thread"] <= max_ms) & (measured["accuracy_low"] >= min_accuracy)]\n'
+         'return ok.sort_values("size_mib", kind="stable").index[0] if len(ok) else None'),
+    ],
 }

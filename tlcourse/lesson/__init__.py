@@ -8,5 +8,7 @@
 - ``train``    MobileNet blocks, unfreezing, differential learning rates, saving (04-05)
 - ``stats``    accuracies with their intervals, paired comparisons (03-08)
 - ``costs``    convolution costs, counted exactly (06)
+- ``cam``      class activation maps: where a network looks (02, 05)
+- ``ondevice`` a .tflite model run by LiteRT in a process without TensorFlow (08)
 - ``plots``, ``widgets``, ``report``  figures, interactive views, headline numbers
 """
