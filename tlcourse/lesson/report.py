@@ -28,4 +28,4 @@ def record(notebook: str, **numbers):
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
     shown = {k: v for k, v in results.items() if not isinstance(v, (dict, list))}
-    return pd.DataFrame({"value": shown}).rename_axis(f"{notebook}: recorded")
+    return pd.DataFrame({"value": pd.Series(shown, dtype=object)}).rename_axis(f"{notebook}: recorded")

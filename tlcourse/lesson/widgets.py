@@ -82,7 +82,7 @@ def cost_explorer(d_k: int = 3, m: int = 32, n: int = 64, d_f: int = 112):
     from . import costs
 
     def show(d_k, m, n, d_f):
-        print(costs.cost_summary(d_k, m, n, d_f))
+        display(costs.cost_summary(d_k, m, n, d_f))
         fig = costs.plot_separable_ratio(kernel_sizes=tuple(sorted({3, 5, 7, d_k})), mark=(n, d_k))
         fig.set_size_inches(6.5, 3.4)
         plt.show()
