@@ -9,7 +9,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from tlcourse.lesson import ondevice
+from tlcourse.lesson import config, ondevice
 from tlcourse.lesson.errors import TLCourseError
 
 SIZE, CLASSES = 32, 3
@@ -137,7 +137,7 @@ def test_tensorflow_cannot_be_imported_in_the_worker():
 def test_native_stderr_muted_mutes_file_descriptor_2_and_restores_it(capfd):
     import os
 
-    with ondevice.native_stderr_muted():
+    with config.native_stderr_muted():
         os.write(2, b"from C++\n")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"

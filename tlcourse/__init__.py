@@ -16,29 +16,20 @@ __version__ = "0.2.0"
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and probe its devices with the process's stderr (fd 2) muted.
-
-    TensorFlow 2.21 writes its C++ start-up lines (oneDNN, CUDA probing on a machine without a
-    GPU, "All log messages before absl::InitializeLog()") to fd 2 before Python can configure
-    logging, whatever TF_CPP_MIN_LOG_LEVEL says; in a notebook they become red boxes. Only the
-    import and the device probe are muted: a Python exception still shows in full.
-    """
+    """Import TensorFlow and probe its devices with fd 2 muted: TensorFlow 2.21 writes its C++
+    start-up lines (oneDNN, CUDA probing on a machine without a GPU, "All log messages before
+    absl::InitializeLog()") there before Python can configure logging, whatever
+    TF_CPP_MIN_LOG_LEVEL says; in a notebook they become red boxes."""
     import sys
 
-    if "tensorflow" in sys.modules:
-        return
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, devnull = _os.dup(2), _os.open(_os.devnull, _os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        _os.dup2(devnull, 2)
-        import tensorflow as tf
+    from .lesson.config import native_stderr_muted
 
-        tf.config.list_physical_devices()
-    finally:
-        _os.dup2(saved, 2)
-        _os.close(saved)
-        _os.close(devnull)
+    if "tensorflow" not in sys.modules:
+        _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with native_stderr_muted():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
 
 
 # Set once, for every notebook: quiet start-up, and no "retracing" warnings when several
@@ -49,11 +40,12 @@ _warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will
 
 from .lesson import costs  # noqa: E402
 from .lesson.cam import cam_parts, class_activation_maps, show_cam  # noqa: E402
-from .lesson.config import build_dir, data_dir, fast_mode, pick, set_seed  # noqa: E402
+from .lesson.config import build_dir, data_dir, fast_mode, native_stderr_muted, pick, set_seed  # noqa: E402
 from .lesson.data import augmentation, flowers_splits  # noqa: E402
 from .lesson.errors import TLCourseError  # noqa: E402
 from .lesson.imagenet import (class_names, classify, labelled_photos, prepare_image,  # noqa: E402
                               sample_photos, search_classes, true_label)
+from .lesson.ondevice import run_tflite  # noqa: E402
 from .lesson.plots import (feature_maps, plot_history, scatter_classes, show_image,  # noqa: E402
                            show_misclassified, show_top5)
 from .lesson.report import record  # noqa: E402

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -83,3 +84,19 @@ def atomic_write(dest):
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def native_stderr_muted():
+    """Mute what compiled code writes straight to this process's stderr (file descriptor 2):
+    TensorFlow's C++ start-up lines, the TFLite converter's progress. Python exceptions still
+    show (they are printed after the block)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

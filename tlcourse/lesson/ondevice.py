@@ -14,9 +14,7 @@ median, and the spread between the 25th and 75th percentiles.
 from __future__ import annotations
 
 # Only the standard library and NumPy at module level: the worker process loads this file.
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -54,27 +52,8 @@ class LiteRTRun:
         return self.probabilities.argmax(axis=1)
 
     @property
-    def median_ms(self) -> float:
-        return float(np.median(self.latencies_ms))
-
-    @property
-    def spread_ms(self) -> tuple[float, float]:
-        """25th and 75th percentile latencies (half the calls fall between them)."""
-        low, high = np.percentile(self.latencies_ms, [25, 75])
-        return float(low), float(high)
-
-    @property
     def tensorflow_loaded(self) -> bool:
         return any(name in self.modules for name in BLOCKED)
-
-    @property
-    def size_mib(self) -> float:
-        return self.path.stat().st_size / 2**20
-
-    def __str__(self) -> str:
-        low, high = self.spread_ms
-        return (f"{self.path.name}, {self.threads} thread(s): median {self.median_ms:.1f} ms per photo "
-                f"(25-75%: {low:.1f}-{high:.1f} ms, {self.latencies_ms.size} calls)")
 
 
 def run_tflite(model_path, images, threads: int = 1, runs: int | None = None, warmup: int = 3,
@@ -116,25 +95,6 @@ def run_tflite(model_path, images, threads: int = 1, runs: int | None = None, wa
                              latencies_ms=out["latencies_ms"], input_dtype=info["input_dtype"],
                              input_quantization=tuple(info["input_quantization"]),
                              modules=info["modules"])
-
-
-@contextlib.contextmanager
-def native_stderr_muted():
-    """Mute what compiled code writes straight to this process's stderr (file descriptor 2).
-
-    TensorFlow's TFLite converter prints progress lines from C++ (``fully_quantize: 0, ...``)
-    that no Python logging setting reaches; in a notebook they would show as red boxes. Python
-    exceptions still show in full (they are printed after the block ends).
-    """
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 # ----------------------------------------------------------------------------- the worker
