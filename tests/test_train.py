@@ -284,3 +284,45 @@ def test_predictions_follow_the_dataset_order():
     labels, probs = train.predictions(model, ds)
     assert labels.tolist() == [0, 1, 0, 1, 0]
     np.testing.assert_allclose(probs, model.predict(x, verbose=0), rtol=1e-6)
+
+
+# ------------------------------------------------ notebook 04's head, rebuilt ----
+
+def test_train_head_is_notebook_04s_model_and_separates_two_colours(tmp_path):
+    """Red-ish against blue-ish noise photos: the frozen ImageNet features separate them, so the
+    rebuilt head must get every validation photo right; the model takes raw 0-255 photos of any
+    batch, only its Dense layer trains, and it is Rescaling -> base -> pooling -> Dense, the
+    shape notebook 05 and the class activation maps expect."""
+    from PIL import Image
+
+    from tlcourse.lesson.data import Splits
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 3)):
+        for k, name in enumerate(("blue", "red")):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 90, (48, 48, 3))
+                pixels[..., 2 - 2 * k] += 160  # the blue or the red channel
+                Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
+    splits = Splits(root=tmp_path, class_names=["blue", "red"], counts={})
+    model = tl.train_head(splits, max_epochs=60, patience=10)
+    assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 2)
+    assert [type(layer).__name__ for layer in model.layers[1:]] == [
+        "Rescaling", "Functional", "GlobalAveragePooling2D", "Dense"]
+    base = train.find_base(model)
+    assert not base.trainable and train.count_params(model.trainable_weights) == 1024 * 2 + 2
+    val = keras.utils.image_dataset_from_directory(tmp_path / "val", image_size=(224, 224),
+                                                   shuffle=False, verbose=False)
+    labels, probs = train.predictions(model, val)
+    assert (probs.argmax(axis=1) == labels).all(), probs
+    images = np.concatenate([x for x, _ in val])
+    pooled = base.predict(images / 127.5 - 1, verbose=0).mean(axis=(1, 2))
+    kernel, bias = model.layers[-1].get_weights()
+    np.testing.assert_allclose(probs, keras.ops.convert_to_numpy(keras.ops.softmax(pooled @ kernel + bias)),
+                               atol=1e-5)
+    path = tmp_path / "head.keras"
+    train.save_model(model, path)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(images[:1], verbose=0), probs[:1],
+                               rtol=1e-5, atol=1e-6)

@@ -86,4 +86,77 @@ WRONG_ANSWERS = {
          'ok = measured[(measured["ms_1_thread"] <= max_ms) & (measured["accuracy_low"] >= min_accuracy)]\n'
          'return ok.sort_values("size_mib", kind="stable").index[0] if len(ok) else None'),
     ],
+    "nb03-one-hot": [
+        ("takes the one-hot width from the batch instead of num_classes",
+         "return dataset.map(lambda batch, classes: (batch, keras.ops.one_hot(classes, keras.ops.max(classes) + 1)))"),
+        ("leaves the labels as integers", "return dataset"),
+        ("shifts every class by one",
+         "return dataset.map(lambda batch, classes: (batch, keras.ops.one_hot(classes + 1, num_classes)))"),
+    ],
+    "nb04-block-head": [
+        ("never freezes the base",
+         "cut = keras.Model(base.input, base.get_layer(f\"conv_pw_{block}_relu\").output)\n"
+         "inputs = keras.Input(shape=base.input.shape[1:])\n"
+         "h = cut(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs), training=False)\n"
+         "h = keras.layers.GlobalAveragePooling2D()(h)\n"
+         "return keras.Model(inputs, keras.layers.Dense(num_classes, activation=\"softmax\")(h))"),
+        ("freezes only the cut part, leaving the rest of the base trainable",
+         "cut = keras.Model(base.input, base.get_layer(f\"conv_pw_{block}_relu\").output)\n"
+         "cut.trainable = False\n"
+         "inputs = keras.Input(shape=base.input.shape[1:])\n"
+         "h = cut(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs), training=False)\n"
+         "h = keras.layers.GlobalAveragePooling2D()(h)\n"
+         "return keras.Model(inputs, keras.layers.Dense(num_classes, activation=\"softmax\")(h))"),
+        ("cuts one block too late",
+         "base.trainable = False\n"
+         "cut = keras.Model(base.input, base.get_layer(f\"conv_pw_{block + 1}_relu\").output)\n"
+         "inputs = keras.Input(shape=base.input.shape[1:])\n"
+         "h = cut(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs), training=False)\n"
+         "h = keras.layers.GlobalAveragePooling2D()(h)\n"
+         "return keras.Model(inputs, keras.layers.Dense(num_classes, activation=\"softmax\")(h))"),
+        ("cuts after the block's depthwise convolution, not its pointwise one",
+         "base.trainable = False\n"
+         "cut = keras.Model(base.input, base.get_layer(f\"conv_dw_{block}_relu\").output)\n"
+         "inputs = keras.Input(shape=base.input.shape[1:])\n"
+         "h = cut(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs), training=False)\n"
+         "h = keras.layers.GlobalAveragePooling2D()(h)\n"
+         "return keras.Model(inputs, keras.layers.Dense(num_classes, activation=\"softmax\")(h))"),
+        ("forgets MobileNet's scaling to [-1, 1]",
+         "base.trainable = False\n"
+         "cut = keras.Model(base.input, base.get_layer(f\"conv_pw_{block}_relu\").output)\n"
+         "inputs = keras.Input(shape=base.input.shape[1:])\n"
+         "h = keras.layers.GlobalAveragePooling2D()(cut(inputs, training=False))\n"
+         "return keras.Model(inputs, keras.layers.Dense(num_classes, activation=\"softmax\")(h))"),
+    ],
+    "nb05-pointwise": [
+        ("never sets base.trainable = True: a frozen base stays frozen",
+         "for layer in base.layers:\n"
+         "    is_pointwise = layer.name.startswith(\"conv_pw_\") and isinstance(layer, keras.layers.Conv2D)\n"
+         "    layer.trainable = is_pointwise and (tl.block_of(layer.name) or 0) >= block\n"
+         "return tl.count_params(base.trainable_weights)"),
+        ("matches every conv_pw_ layer by name, BatchNorm included",
+         "base.trainable = True\n"
+         "for layer in base.layers:\n"
+         "    layer.trainable = layer.name.startswith(\"conv_pw_\") and (tl.block_of(layer.name) or 0) >= block\n"
+         "return tl.count_params(base.trainable_weights)"),
+        ("off by one: only the blocks after `block`",
+         "base.trainable = True\n"
+         "for layer in base.layers:\n"
+         "    is_pointwise = layer.name.startswith(\"conv_pw_\") and isinstance(layer, keras.layers.Conv2D)\n"
+         "    layer.trainable = is_pointwise and (tl.block_of(layer.name) or 0) > block\n"
+         "return tl.count_params(base.trainable_weights)"),
+        ("unfreezes the depthwise convolutions too",
+         "base.trainable = True\n"
+         "for layer in base.layers:\n"
+         "    is_conv = isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))\n"
+         "    layer.trainable = is_conv and (tl.block_of(layer.name) or 0) >= block\n"
+         "return tl.count_params(base.trainable_weights)"),
+        ("only switches layers on, never off",
+         "base.trainable = True\n"
+         "for layer in base.layers:\n"
+         "    if layer.name.startswith(\"conv_pw_\") and isinstance(layer, keras.layers.Conv2D) \\\n"
+         "            and (tl.block_of(layer.name) or 0) >= block:\n"
+         "        layer.trainable = True\n"
+         "return tl.count_params(base.trainable_weights)"),
+    ],
 }

@@ -51,5 +51,6 @@ from .lesson.plots import (feature_maps, plot_history, scatter_classes, show_ima
 from .lesson.report import record  # noqa: E402
 from .lesson.stats import accuracy, compare, mcnemar, verdict  # noqa: E402
 from .lesson.train import (block_of, count_params, differential_optimizer, find_base,  # noqa: E402
-                           layer_groups, predictions, save_model, unfreeze_from, unfreeze_table)
+                           layer_groups, predictions, save_model, train_head, unfreeze_from,
+                           unfreeze_table)
 from .lesson.widgets import REOPEN_HINT, cost_explorer, photo_picker, unfreeze_slider  # noqa: E402

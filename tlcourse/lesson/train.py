@@ -123,7 +123,7 @@ def save_model(model, path) -> None:
     """``model.save(path)`` that any plain Keras loads: a model trained with a course optimizer
     is recompiled with a stock Adam first (the weights are what matter), and the file appears
     only once complete."""
-    if isinstance(model.optimizer, _PerVariableRate):
+    if isinstance(getattr(model, "optimizer", None), _PerVariableRate):
         model.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])
     with atomic_write(path) as tmp:
         model.save(tmp)
@@ -136,3 +136,44 @@ def predictions(model, dataset) -> tuple[np.ndarray, np.ndarray]:
         probs.append(model.predict_on_batch(images))
         labels.append(np.asarray(y))
     return np.concatenate(labels), np.concatenate(probs)
+
+
+def train_head(splits, img_size: int = 224, C: float = 1.0, max_epochs: int = 300,
+               patience: int = 20, seed: int = 42):
+    """Notebook 04's model in one call, for notebooks that need it when ``04_head.keras`` is
+    missing: the frozen ImageNet MobileNet, and a softmax ``Dense`` head trained on the cached
+    features of the training photos and their mirror images (L2 matched to
+    ``LogisticRegression(C)``, Adam, early stopping on validation loss), assembled to take raw
+    RGB photos (0-255).
+
+    ``splits``: what :func:`tlcourse.flowers_splits` returns; ``img_size``: the photos' side.
+    """
+    from .config import set_seed
+
+    set_seed(seed)
+    folder = dict(image_size=(img_size, img_size), batch_size=32, shuffle=False, verbose=False)
+    train = keras.utils.image_dataset_from_directory(splits.train_dir, **folder)
+    val = keras.utils.image_dataset_from_directory(splits.val_dir, **folder)
+    base = keras.applications.MobileNet(weights="imagenet", include_top=False,
+                                        input_shape=(img_size, img_size, 3))
+    base.trainable = False
+    photos = keras.Input((img_size, img_size, 3))
+    x = base(keras.layers.Rescaling(1 / 127.5, offset=-1)(photos), training=False)
+    features = keras.layers.GlobalAveragePooling2D()(x)
+    extractor = keras.Model(photos, features)
+    y, X = predictions(extractor, train)
+    _, X_flip = predictions(extractor, train.map(lambda im, lab: (keras.ops.flip(im, axis=2), lab)))
+    X, y = np.concatenate([X, X_flip]), np.concatenate([y, y])
+    n_classes = len(splits.class_names)
+    dense = keras.layers.Dense(n_classes, activation="softmax",
+                               kernel_regularizer=keras.regularizers.L2(1 / (2 * C * len(X))))
+    head = keras.Sequential([keras.Input((X.shape[1],)), dense])
+    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    y_val, X_val = predictions(extractor, val)
+    head.fit(X, y, validation_data=(X_val, y_val), epochs=max_epochs, batch_size=64, callbacks=[stop],
+             verbose=0)
+    model = keras.Model(photos, keras.layers.Dense(n_classes, activation="softmax")(features),
+                        name="mobilenet_new_head")
+    model.layers[-1].set_weights(dense.get_weights())
+    return model
