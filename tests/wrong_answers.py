@@ -37,6 +37,34 @@ WRONG_ANSWERS = {
          "as_rgb = PIL.Image.fromarray(np.asarray(image, dtype=np.uint8)).convert(\"RGB\")\n"
          "return np.asarray(as_rgb.resize((img_size, img_size)), dtype=\"float32\") / 127.5 - 1"),
     ],
+    "nb02-nearest-centroid": [
+        ("takes the farthest centroid (argmax) instead of the nearest",
+         "classes = np.unique(y_train)\n"
+         "centroids = np.stack([X_train[y_train == c].mean(axis=0) for c in classes])\n"
+         "return classes[((X_test[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1).argmax(axis=1)]"),
+        ("the nearest training photo (1-nearest neighbour) instead of the nearest class mean",
+         "squared_distances = ((X_test[:, None, :] - X_train[None, :, :]) ** 2).sum(axis=-1)\n"
+         "return y_train[squared_distances.argmin(axis=1)]"),
+        ("returns the position of the nearest centroid, not its label",
+         "classes = np.unique(y_train)\n"
+         "centroids = np.stack([X_train[y_train == c].mean(axis=0) for c in classes])\n"
+         "return ((X_test[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1).argmin(axis=1)"),
+        ("takes the minimum over the wrong axis (the nearest test photo of each centroid)",
+         "classes = np.unique(y_train)\n"
+         "centroids = np.stack([X_train[y_train == c].mean(axis=0) for c in classes])\n"
+         "return classes[((X_test[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1).argmin(axis=0)]"),
+    ],
+    "nb02-class-map": [
+        ("averages the channels instead of weighting them by the class's weights",
+         "return feature_map.mean(axis=-1)"),
+        ("keeps only the positive evidence (a ReLU, as Grad-CAM does)",
+         "return np.maximum(feature_map @ weights[:, c], 0)"),
+        ("takes the class's row of the weights instead of its column",
+         "return feature_map @ weights[c]"),
+        ("rescales the map to [0, 1] for display",
+         "m = feature_map @ weights[:, c]\n"
+         "return (m - m.min()) / (m.max() - m.min())"),
+    ],
     "nb06-strided-layer": [
         ("counts the positions of the input grid instead of the output grid",
          "d_out = -(-d_in // stride)\n"
