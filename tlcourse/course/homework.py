@@ -1,20 +1,10 @@
-"""Homework with nbgrader, end to end (``make homework``).
-
-The source notebooks carry exercises in nbgrader's format: solutions between
-``### BEGIN SOLUTION`` and ``### END SOLUTION`` in solution cells (code, or markdown answers
-graded by hand with a rubric), autograded test cells of asserts with hidden tests between
-``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, and nbgrader's cell metadata. This
-module checks the markers (:func:`check_notebook`) and drives nbgrader's own API on a course
-folder (``<build>/nbgrader``: ``source/``, ``release/``, ``submitted/``, ``autograded/``,
-``feedback/`` and the gradebook ``gradebook.db``), one assignment per notebook:
-:func:`generate` (student versions), :func:`submit`, :func:`autograde` (hidden tests put back
-and run), :func:`generate_feedback` and :func:`scores` (read from the gradebook).
+"""Homework with nbgrader (``make homework``): the exercises' markers checked, and nbgrader's API
+driven on a course folder (``<build>/nbgrader``), one assignment per notebook.
 
     python -m tlcourse.course.homework             # student versions into <build>/release/
     python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback
 """
-from __future__ import annotations
-
+import copy
 import os
 import re
 import shutil
@@ -27,131 +17,102 @@ from .build import notebooks as source_notebooks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+_REGION = r"^([ \t]*)### BEGIN ({})[ \t]*$.*?^[ \t]*### END \2[ \t]*$"  # re.M | re.S; group 1: the indent
 
 
 def nbgrader_meta(cell) -> dict:
+    """The nbgrader metadata of ``cell`` (empty for a cell that is not an exercise)."""
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def graded_cells(nb) -> list:
-    """Autograded test cells (``grade: true`` with points)."""
+    """The graded cells of ``nb`` (``grade: true``)."""
     return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
 
 
 def solution_cells(nb) -> list:
+    """The solution cells of ``nb``."""
     return [c for c in nb.cells if nbgrader_meta(c).get("solution")]
 
 
 def _regions(source: str, begin: str, end: str) -> list[list[str]]:
-    """The lines between each pair of markers; raises ValueError on unbalanced markers."""
-    regions, current = [], None
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped == begin:
-            if current is not None:
-                raise ValueError(f"nested {begin!r}")
-            current = []
-        elif stripped == end:
-            if current is None:
-                raise ValueError(f"{end!r} without {begin!r}")
-            regions.append(current)
-            current = None
-        elif current is not None:
-            current.append(line)
-    if current is not None:
+    """The lines (stripped) between ``begin`` and ``end`` markers in ``source``; ValueError if unbalanced."""
+    lines = [line.strip() for line in source.splitlines()]
+    marks = [i for i, line in enumerate(lines) if line in (begin, end)]
+    for k, i in enumerate(marks):
+        if lines[i] != (end if k % 2 else begin):
+            raise ValueError(f"nested {begin!r}" if lines[i] == begin else f"{end!r} without {begin!r}")
+    if len(marks) % 2:
         raise ValueError(f"{begin!r} without {end!r}")
-    return regions
+    return [lines[a + 1:b] for a, b in zip(marks[::2], marks[1::2])]
+
+
+def _region_lines(nb, begin: str, end: str) -> list[str]:
+    return [line for c in nb.cells if c.cell_type == "code"
+            for region in _regions(c.source, begin, end) for line in region if line]
 
 
 def solution_lines(nb) -> list[str]:
-    """Every non-blank line of every solution region (stripped)."""
-    return [line.strip() for c in nb.cells if c.cell_type == "code"
-            for region in _regions(c.source, BEGIN_SOLUTION, END_SOLUTION)
-            for line in region if line.strip()]
+    """Every non-blank line (stripped) of the solution regions of ``nb``."""
+    return _region_lines(nb, BEGIN_SOLUTION, END_SOLUTION)
 
 
 def hidden_test_lines(nb) -> list[str]:
-    return [line.strip() for c in nb.cells if c.cell_type == "code"
-            for region in _regions(c.source, BEGIN_HIDDEN, END_HIDDEN)
-            for line in region if line.strip()]
+    """Every non-blank line (stripped) of the hidden-test regions of ``nb``."""
+    return _region_lines(nb, BEGIN_HIDDEN, END_HIDDEN)
 
 
 def public_lines(nb) -> set[str]:
-    """Every non-blank line (stripped) that stands outside the solution and hidden-test regions."""
-    out = set()
-    for cell in nb.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            stripped = line.strip()
-            if stripped in (BEGIN_SOLUTION, BEGIN_HIDDEN):
-                inside = True
-            elif stripped in (END_SOLUTION, END_HIDDEN):
-                inside = False
-            elif stripped and not inside:
-                out.add(stripped)
-    return out
+    """Every non-blank line (stripped) of ``nb`` outside the solution and hidden-test regions."""
+    lines = (line.strip() for cell in nb.cells for line in re.sub(
+        _REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S).splitlines())
+    return {line for line in lines if line and line not in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN,
+                                                             END_HIDDEN)}
 
 
 def check_notebook(nb, name: str = "notebook") -> list[str]:
-    """Problems with a source notebook's exercises (empty list: all is well).
-
-    Markers balanced; solution regions only in solution cells, hidden tests only
-    in graded cells; every graded cell has points and a unique grade id; at
-    least one exercise.
-    """
+    """Problems with the exercises of ``nb`` (called ``name`` in them); empty when all is well."""
     problems, ids = [], set()
     for i, cell in enumerate(nb.cells):
-        meta = nbgrader_meta(cell)
-        where = f"{name} cell {i}"
-        sols, hidden = [], []
-        try:
-            sols = _regions(cell.source, BEGIN_SOLUTION, END_SOLUTION)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-            sols = [[]]  # markers are there, if broken
-        try:
-            hidden = _regions(cell.source, BEGIN_HIDDEN, END_HIDDEN)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-        if sols and not meta.get("solution"):
-            problems.append(f"{where}: solution markers in a cell not marked as a solution")
-        if hidden and not meta.get("grade"):
-            problems.append(f"{where}: hidden tests in a cell that is not graded")
+        meta, where = nbgrader_meta(cell), f"{name} cell {i}"
+        found = {}
+        for begin, end in ((BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN)):
+            try:
+                found[begin] = _regions(cell.source, begin, end)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                found[begin] = [[]] if begin == BEGIN_SOLUTION else []  # broken solution markers count
+        gid, points = meta.get("grade_id"), meta.get("points")
+        valid_id = isinstance(gid, str) and bool(re.fullmatch(r"[A-Za-z0-9_-]+", gid))
+        checks = {"solution markers in a cell not marked as a solution":
+                  found[BEGIN_SOLUTION] and not meta.get("solution"),
+                  "hidden tests in a cell that is not graded": found[BEGIN_HIDDEN] and not meta.get("grade"),
+                  f"grade_id {gid!r} missing or not [A-Za-z0-9_-]": meta and not valid_id,
+                  f"grade_id {gid!r} used twice": meta and valid_id and gid in ids,
+                  "nbgrader schema_version must be 3": meta and meta.get("schema_version") != 3,
+                  "graded cell without positive points": meta.get("grade") and not (
+                      isinstance(points, (int, float)) and points > 0),
+                  f"solution cell without {BEGIN_SOLUTION!r}":
+                  meta.get("solution") and cell.cell_type == "code" and not found[BEGIN_SOLUTION]}
+        problems += [f"{where}: {problem}" for problem, bad in checks.items() if bad]
         if meta:
-            gid = meta.get("grade_id")
-            if not gid or not re.fullmatch(r"[A-Za-z0-9_-]+", gid):
-                problems.append(f"{where}: grade_id {gid!r} missing or not [A-Za-z0-9_-]")
-            elif gid in ids:
-                problems.append(f"{where}: grade_id {gid!r} used twice")
             ids.add(gid)
-            if meta.get("schema_version") != 3:
-                problems.append(f"{where}: nbgrader schema_version must be 3")
-        if meta.get("grade") and not (isinstance(meta.get("points"), (int, float)) and meta["points"] > 0):
-            problems.append(f"{where}: graded cell without positive points")
-        if meta.get("solution") and cell.cell_type == "code" and not sols:
-            problems.append(f"{where}: solution cell without {BEGIN_SOLUTION!r}")
-    if not graded_cells(nb):
-        problems.append(f"{name}: no graded exercise")
-    return problems
+    return problems + ([] if graded_cells(nb) else [f"{name}: no graded exercise"])
 
 
 def _api(root: Path):
-    """nbgrader's API on the course folder ``root`` (its config also written to
-    ``root/nbgrader_config.py``, so the ``nbgrader`` command works there too)."""
+    """nbgrader's API on the course folder ``root`` (its config also in ``root/nbgrader_config.py``)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
-
     root.mkdir(parents=True, exist_ok=True)
-    settings = {"CourseDirectory.course_id": "tlcourse",
-                "CourseDirectory.ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"],
-                "ClearSolutions.code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"},
-                "ExecutePreprocessor.timeout": 1800}
+    settings = {"CourseDirectory": {"course_id": "tlcourse",
+                                    "ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"]},
+                "ClearSolutions": {"code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}},
+                "ExecutePreprocessor": {"timeout": 1800}}
     (root / "nbgrader_config.py").write_text("c = get_config()  # noqa\n" + "".join(
-        f"c.{key} = {value!r}\n" for key, value in settings.items()))
-    config = Config()
-    for key, value in settings.items():
-        section, name = key.split(".")
-        setattr(config[section], name, value)
+        f"c.{section}.{key} = {value!r}\n" for section, items in settings.items() for key, value in
+        items.items()))
+    config = Config(settings)
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     # nbgrader runs the `alembic` command of its own environment to set up its gradebook
@@ -167,18 +128,14 @@ def _run(step: str, result: dict) -> None:
 
 
 def generate(root: Path, notebooks=None) -> list[Path]:
-    """Copy each notebook with exercises to ``root/source/<stem>/`` and run nbgrader's
-    ``generate_assignment``: solutions replaced by stubs, hidden tests removed, outputs cleared,
-    graded cells locked. Returns the student notebooks (``root/release/<stem>/<stem>.ipynb``)."""
+    """nbgrader's ``generate_assignment`` for each of ``notebooks`` with exercises: the student versions."""
     import nbformat
-
     api, released = _api(root), []
     for nb_path in map(Path, notebooks or source_notebooks()):
         nb = nbformat.read(nb_path, as_version=4)
         if not graded_cells(nb):
             continue
-        problems = check_notebook(nb, nb_path.name)
-        if problems:
+        if problems := check_notebook(nb, nb_path.name):
             raise ValueError("; ".join(problems))
         (root / "source" / nb_path.stem).mkdir(parents=True, exist_ok=True)
         shutil.copy(nb_path, root / "source" / nb_path.stem / nb_path.name)
@@ -188,37 +145,25 @@ def generate(root: Path, notebooks=None) -> list[Path]:
 
 
 def fill(student_nb, source_nb, answers=None):
-    """A submission: the student version with every solution cell answered as the source
-    answers it, except ``answers[grade_id]`` (code or text) put between the solution markers."""
-    import copy
-
-    source = {nbgrader_meta(c).get("grade_id"): c for c in source_nb.cells}
+    """A submission: ``student_nb`` with every solution cell answered as ``source_nb`` answers
+    it, except that ``answers[grade_id]`` (code or text) replaces that cell's solution."""
+    source = {nbgrader_meta(c).get("grade_id"): c.source for c in source_nb.cells}
     nb = copy.deepcopy(student_nb)
     for cell in nb.cells:
         gid = nbgrader_meta(cell).get("grade_id")
         if nbgrader_meta(cell).get("solution") and gid in source:
-            text = source[gid].source
+            text = source[gid]
             if gid in (answers or {}):
-                lines, out, inside = text.splitlines(), [], False
-                for line in lines:
-                    if line.strip() == BEGIN_SOLUTION:
-                        inside = True
-                        indent = line[: len(line) - len(line.lstrip())]
-                        out += [indent + a for a in answers[gid].splitlines()]
-                    elif line.strip() == END_SOLUTION:
-                        inside = False
-                    elif not inside:
-                        out.append(line)
-                text = "\n".join(out)
+                text = re.sub(_REGION.format("SOLUTION"), lambda m: "\n".join(
+                    m[1] + line for line in answers[gid].splitlines()), text, flags=re.M | re.S)
             cell.source = "\n".join(line for line in text.splitlines()
                                     if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
     return nb
 
 
 def submit(root: Path, assignment: str, student: str, nb) -> Path:
-    """Put a notebook where ``nbgrader collect`` would: ``submitted/<student>/<assignment>/``."""
+    """Put ``nb`` where ``nbgrader collect`` would: ``root/submitted/<student>/<assignment>/``."""
     import nbformat
-
     folder = root / "submitted" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / f"{assignment}.ipynb")
@@ -227,40 +172,36 @@ def submit(root: Path, assignment: str, student: str, nb) -> Path:
 
 
 def autograde(root: Path, assignment: str, student: str) -> None:
-    """nbgrader ``autograde``: hidden tests restored, the notebook run, scores into the gradebook."""
+    """nbgrader's ``autograde``: hidden tests restored, the notebook run, scores into the gradebook."""
     _run(f"autograde {assignment} {student}", _api(root).autograde(assignment, student))
 
 
 def generate_feedback(root: Path, assignment: str, student: str) -> Path:
-    """nbgrader ``generate_feedback``: the graded notebook as HTML, in ``feedback/``."""
+    """nbgrader's ``generate_feedback``: the graded notebook as HTML, in ``root/feedback/``."""
     _run(f"generate_feedback {assignment} {student}", _api(root).generate_feedback(assignment, student))
     return root / "feedback" / student / assignment / f"{assignment}.html"
 
 
 def scores(root: Path):
-    """Per submission and graded cell: the autograded score and the maximum, from the gradebook,
-    as a pandas table (cells that need manual grading have ``needs_manual_grade`` set)."""
+    """Score and maximum per submission and graded cell, from the gradebook of ``root`` (a DataFrame)."""
     import pandas as pd
     from nbgrader.api import Gradebook
-
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        rows = [{"assignment": a.name, "student": s.student.id, "cell": g.name,
-                 "score": g.score, "max_score": g.max_score, "needs_manual_grade": g.needs_manual_grade}
-                for a in gb.assignments for s in a.submissions for n in s.notebooks for g in n.grades]
-    return pd.DataFrame(rows)
+        return pd.DataFrame([{"assignment": a.name, "student": s.student.id, "cell": g.name, "score": g.score,
+                              "max_score": g.max_score, "needs_manual_grade": g.needs_manual_grade}
+                             for a in gb.assignments for s in a.submissions for n in s.notebooks
+                             for g in n.grades])
 
 
 def main(argv=None) -> int:
     import nbformat
-
     args = argv if argv is not None else sys.argv[1:]
     root, start = build_dir("nbgrader"), time.perf_counter()
     if args[:1] == ["autograde"]:
         for folder in sorted((root / "submitted").glob("*/*")):
             autograde(root, folder.name, folder.parent.name)
             print(f"  feedback: {generate_feedback(root, folder.name, folder.parent.name)}")
-        table = scores(root).groupby(["assignment", "student"])[["score", "max_score"]].sum()
-        print(table.to_string())
+        print(scores(root).groupby(["assignment", "student"])[["score", "max_score"]].sum().to_string())
         return 0
     print("Generating homework with nbgrader")
     for student in generate(root):

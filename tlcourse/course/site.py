@@ -1,17 +1,8 @@
-"""The course site: the lecture build published as a Jupyter Book (1.x) that reads offline.
-
-From a build folder (``build/``, or ``build-fast/`` in fast mode) it makes ``<build>/site/``
-without executing anything again: a title page (the lecture's title, what each part
-teaches), the executed notebooks in course order (table of contents, previous/next, search),
-and a results page (each notebook's recorded numbers as labelled tables, and its figures).
-Nothing is fetched from the internet when a page is read: MathJax and the ipywidgets manager,
-which Jupyter Book would load from a CDN, come from the npm registry once (``npm pack``, hash
-checked against ``manifest.json``) into ``data/site-assets/`` and are copied into every site.
+"""The course site: a build's executed notebooks as a Jupyter Book that reads offline, with a title
+page and a results page; MathJax and the widget manager are served from ``data/site-assets/``.
 
     python -m tlcourse.course.site [BUILD_FOLDER]
 """
-from __future__ import annotations
-
 import base64
 import hashlib
 import json
@@ -47,21 +38,19 @@ WORDS = {"top1": "top-1", "top5": "top-5", "s": "(s)", "mib": "(MiB)", "ci": "CI
 def _npm_pack(spec: str, dest: Path) -> Path:
     """The package tarball of ``spec``, fetched by ``npm pack`` into ``dest``."""
     if shutil.which("npm") is None:
-        raise TLCourseError(f"The course site needs {spec} from the npm registry and `npm` is not "
-                            "on PATH: install Node.js's npm (Debian: apt-get install npm), then run "
+        raise TLCourseError(f"The course site needs {spec} from the npm registry and `npm` is not on "
+                            "PATH: install Node.js's npm (Debian: apt-get install npm), then run "
                             "`make setup` again.")
     result = subprocess.run(["npm", "pack", spec, "--pack-destination", str(dest)],
                             capture_output=True, text=True, cwd=dest)
-    tarballs = sorted(dest.glob("*.tgz"))
-    if result.returncode or not tarballs:
+    if result.returncode or not (tarballs := sorted(dest.glob("*.tgz"))):
         raise TLCourseError(f"Could not fetch {spec} with `npm pack` ({result.stderr.strip()[-300:]}). "
                             "Check that npm reaches its registry, then run `make setup` again.")
     return tarballs[0]
 
 
 def web_assets(verbose: bool = True) -> dict[str, Path]:
-    """MathJax and the widget manager in ``data/site-assets/``, fetched once, checked, renamed
-    into place when complete. Returns each library's folder."""
+    """The site's web libraries in ``data/site-assets/``, each fetched once, checked, then renamed."""
     folders = {}
     for name, asset in manifest()["site_assets"].items():
         folder = folders[name] = data_dir() / "site-assets" / name
@@ -75,25 +64,21 @@ def web_assets(verbose: bool = True) -> dict[str, Path]:
             actual = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
             if actual != asset["integrity"]:
                 raise TLCourseError(f"{tarball.name} from npm has checksum {actual}, expected "
-                                    f"{asset['integrity']}: corrupt, or not the release the course "
-                                    "pins (manifest.json). Run `make setup` again.")
-            unpacked = Path(tmp) / "unpacked"
-            with tarfile.open(tarball) as tar:
-                for member in tar.getmembers():
-                    relative = member.name.split("/", 1)[-1]  # npm's "package/" prefix dropped
-                    if member.isfile() and re.fullmatch(asset["keep"], relative) and ".." not in relative:
-                        (unpacked / relative).parent.mkdir(parents=True, exist_ok=True)
-                        (unpacked / relative).write_bytes(tar.extractfile(member).read())
+                                    f"{asset['integrity']}: corrupt, or not the release the course pins "
+                                    "(manifest.json). Run `make setup` again.")
+
+            with tarfile.open(tarball) as tar:  # the files the site serves, npm's "package/" dropped
+                members = [m.replace(name=m.name.split("/", 1)[-1], deep=False) for m in tar.getmembers()]
+                tar.extractall(Path(tmp) / "unpacked", filter="data", members=[
+                    m for m in members if m.isfile() and re.fullmatch(asset["keep"], m.name)])
             shutil.rmtree(folder, ignore_errors=True)
-            os.replace(unpacked, folder)
+            os.replace(Path(tmp) / "unpacked", folder)
     return folders
 
 
 def describe(path: Path) -> tuple[str, str]:
-    """A notebook's title (its first ``#`` heading) and one line on what it teaches:
-    ``metadata["tlcourse"]["summary"]``, else the first sentence of its first paragraph."""
+    """The notebook ``path``'s title (first ``#`` heading) and summary (metadata, or first sentence)."""
     import nbformat
-
     nb = nbformat.read(path, as_version=4)
     text = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
     title = re.search(r"^#\s+(.+)$", text, flags=re.M)
@@ -101,36 +86,35 @@ def describe(path: Path) -> tuple[str, str]:
              if p.strip() and not re.match(r"^\s*[#>*_|-]", p)]
     first = re.split(r"(?<=[.!?])\s+(?=[A-Z])", prose[0])[0] if prose else ""
     summary = (nb.metadata.get("tlcourse") or {}).get("summary") or first
-    return (title.group(1).strip() if title else path.stem), summary
+    return title[1].strip() if title else path.stem, summary
 
 
 def label(key: str) -> str:
-    """A readable label: ``cached_s_per_epoch`` -> ``Cached (s) per epoch``."""
+    """A readable label for ``key``: ``cached_s_per_epoch`` -> ``Cached (s) per epoch``."""
     text = " ".join(WORDS.get(w, w) for w in key.split("_"))
     return text[:1].upper() + text[1:]
 
 
 def value(v) -> str:
-    """3 significant digits, thousands separated; lists and dicts written out."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, list, dict)):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    """``v`` written out: numbers to 3 significant digits, thousands separated; lists and dicts."""
     if isinstance(v, dict):
         return "; ".join(f"{k}: {value(x)}" for k, x in v.items())
-    return ", ".join(value(x) for x in v)
+    if isinstance(v, list):
+        return ", ".join(map(value, v))
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _table(rows: list[dict], labels: dict) -> str:
+    """``rows`` as an HTML table, its columns named by ``labels`` or :func:`label`."""
     import pandas as pd
-
     table = pd.DataFrame(rows).fillna("").map(value)
     return table.rename(columns=lambda c: labels.get(c, label(c))).to_html(index=False, border=0)
 
 
 def _results(build: Path, stem: str) -> dict:
+    """The numbers the notebook ``stem`` recorded in ``build/results/`` (empty if none)."""
     path = build / "results" / f"{stem}.json"
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
@@ -139,37 +123,31 @@ def _results(build: Path, stem: str) -> dict:
 
 
 def write_book(build: Path, book: Path, assets: dict) -> list[tuple[str, str, str]]:
-    """The book's source in ``book``: the executed notebooks, the title and results pages,
-    ``_config.yml``, ``_toc.yml`` and the web assets."""
-    found = sorted(build.glob("[0-9][0-9]_*.ipynb"))
-    if not found:
-        raise TLCourseError(f"No executed notebooks (NN_name.ipynb) in {build}: run the lecture "
-                            "build first (`make run`), then build the site.")
+    """Write the book's source for ``build`` into ``book`` (pages, config, ``assets``); returns the parts."""
+    if not (found := sorted(build.glob("[0-9][0-9]_*.ipynb"))):
+        raise TLCourseError(f"No executed notebooks (NN_name.ipynb) in {build}: run the lecture build first "
+                            "(`make run`), then build the site.")
     summary = json.loads((build / "summary.json").read_text()) if (build / "summary.json").is_file() else []
     runs = {row["notebook"]: row for row in summary}
     fast = any(row.get("mode") == "fast" for row in summary) or build.name == "build-fast"
-    parts, results_md = [], ["# Results", "", f"What each part measured in this {'fast' if fast else 'full'}-"
-                             "mode build; each number is computed, in context, in the part it links to.", ""]
-    for path in found:
+    parts = [(path.stem, *describe(path)) for path in found]
+    results_md = ["# Results", "", f"What each part measured in this {'fast' if fast else 'full'}-mode "
+                  "build; each number is computed, in context, in the part it links to.", ""]
+    for path, (stem, title, _) in zip(found, parts):
         shutil.copyfile(path, book / path.name)
-        title, summary_line = describe(path)
-        parts.append((path.stem, title, summary_line))
-        results = _results(build, path.stem)
-        labels = results.pop("labels", {})
-        figures = results.pop("figures", [])
+        results = _results(build, stem)
+        labels, figures = results.pop("labels", {}), results.pop("figures", [])
         if not results and not figures:
             continue
-        results_md += [f"## [{title}]({path.stem}.ipynb)", ""]
+        tables = {k: v for k, v in results.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
         scalars = [{"measure": labels.get(k, label(k)), "value": v} for k, v in results.items()
-                   if k != "peak_memory_mib" and not (isinstance(v, list) and v and isinstance(v[0], dict))]
-        results_md += [_table(scalars, labels), ""]
-        for key, rows in results.items():
-            if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-                results_md += [f"**{labels.get(key, label(key))}**", "", _table(rows, labels), ""]
-        for i, fig in enumerate(figures):
-            fig = {"path": fig} if isinstance(fig, str) else fig
+                   if k != "peak_memory_mib" and k not in tables]
+        results_md += [f"## [{title}]({stem}.ipynb)", "", _table(scalars, labels), ""]
+        for key, rows in tables.items():
+            results_md += [f"**{labels.get(key, label(key))}**", "", _table(rows, labels), ""]
+        for i, fig in enumerate({"path": f} if isinstance(f, str) else f for f in figures):
             if (build / fig["path"]).is_file():
-                target = f"figures/{path.stem}-{i}{Path(fig['path']).suffix}"
+                target = f"figures/{stem}-{i}{Path(fig['path']).suffix}"
                 (book / "figures").mkdir(exist_ok=True)
                 shutil.copyfile(build / fig["path"], book / target)
                 results_md += [f":::{{figure}} {target}\n\n{fig.get('caption', '')}\n:::", ""]
@@ -177,23 +155,21 @@ def write_book(build: Path, book: Path, assets: dict) -> list[tuple[str, str, st
              "seconds": runs.get(s, {}).get("seconds", ""),
              "peak memory (MiB)": _results(build, s).get("peak_memory_mib", "")} for s, t, _ in parts]
     results_md += ["## The build", "", _table(rows, {}), ""]
-    index = [f"# {TITLE}", "", LECTURE, "", "Transfer learning reuses a network trained on a large "
-             "data set for a new task with few labelled examples. The parts, in order:", ""]
-    index += [f"- **[{t}]({s}.ipynb)**  \n  {line}" for s, t, line in parts]
-    index += ["", "The [results](results.md) page collects what each part measured. Each page is "
-              "a notebook as the lecture build executed it; a widget shows its saved state (moving "
-              "it needs a running kernel: `make lab`). Formulas, images, widgets and search work "
-              "with no network.", ""]
+    index = [f"# {TITLE}", "", LECTURE, "", "Transfer learning reuses a network trained on a large data set "
+             "for a new task with few labelled examples. The parts, in order:", "",
+             *(f"- **[{t}]({s}.ipynb)**  \n  {line}" for s, t, line in parts), "",
+             "The [results](results.md) page collects what each part measured. Each page is a notebook as "
+             "the lecture build executed it; a widget shows its saved state (moving it needs a running "
+             "kernel: `make lab`). Formulas, images, widgets and search work with no network.", ""]
     if fast:
-        index += [":::{note}", "A **fast-mode** build (`TLCOURSE_FAST=1`: less data, fewer epochs): "
-                  "its numbers are less accurate than a full `make run`'s.", ":::", ""]
+        index += [":::{note}", "A **fast-mode** build (`TLCOURSE_FAST=1`: less data, fewer epochs): its "
+                  "numbers are less accurate than a full `make run`'s.", ":::", ""]
     (book / "index.md").write_text("\n".join(index), encoding="utf-8")
     (book / "results.md").write_text("\n".join(results_md), encoding="utf-8")
     entries = {name: manifest()["site_assets"][name]["entry"] for name in assets}
     config = {"title": TITLE, "author": "tlcourse", "copyright": "", "only_build_toc_files": True,
-              "execute": {"execute_notebooks": "off"},
+              "execute": {"execute_notebooks": "off"}, "launch_buttons": {"thebe": False},
               "parse": {"myst_enable_extensions": ["amsmath", "colon_fence", "dollarmath"]},
-              "launch_buttons": {"thebe": False},
               "sphinx": {"config": {
                   "html_static_path": ["web"],  # not _static: its scripts would go on every page
                   "mathjax_path": f"{STATIC}/mathjax/{entries['mathjax']}",
@@ -210,35 +186,31 @@ def write_book(build: Path, book: Path, assets: dict) -> list[tuple[str, str, st
 
 
 def remote_references(site: Path) -> list[str]:
-    """Every script, stylesheet, image or frame in the site's pages that points off the machine."""
-    pattern = re.compile(r"<(script|link|img|iframe)\b[^>]*?\b(?:src|href)=[\"']((?:https?:)?//[^\"']+)", re.I)
-    return [f"{page.relative_to(site)}: {m.group(2)}" for page in sorted(site.rglob("*.html"))
+    """Every script, stylesheet, image or frame in the pages of ``site`` that points off the machine."""
+    pattern = re.compile(r"<(script|link|img|iframe)\b[^>]*?\b(?:src|href)=[\"']((?:https?:)?//[^\"']+)",
+                         re.I)
+    return [f"{page.relative_to(site)}: {m[2]}" for page in sorted(site.rglob("*.html"))
             for m in pattern.finditer(page.read_text(encoding="utf-8", errors="replace"))]
 
 
 def build_site(build=None, verbose: bool = True) -> Path:
-    """Build ``<build>/site/`` from the executed notebooks in ``build``; returns its folder. It is
-    built beside the old one and renamed into place: ``site/`` is the old site or the new, whole."""
+    """Build ``<build>/site/`` (default: this mode's build) beside the old site, then swap it in."""
     build, start = Path(build) if build is not None else build_dir(), time.perf_counter()
-    stage = Path(tempfile.mkdtemp(prefix=".site-", dir=build))
-    try:
-        (stage / "book").mkdir()
-        parts = write_book(build, stage / "book", web_assets(verbose=verbose))
+    with tempfile.TemporaryDirectory(prefix=".site-", dir=build) as stage:
+        book, html = Path(stage) / "book", Path(stage) / "out" / "_build" / "html"
+        book.mkdir()
+        parts = write_book(build, book, web_assets(verbose=verbose))
         jupyter_book = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
-        result = subprocess.run([*jupyter_book, "build", str(stage / "book"), "--path-output",
-                                 str(stage / "out")], capture_output=True, text=True)
-        html = stage / "out" / "_build" / "html"
+        result = subprocess.run([*jupyter_book, "build", str(book), "--path-output",
+                                 str(Path(stage) / "out")], capture_output=True, text=True)
         if result.returncode or not (html / "index.html").is_file():
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
             raise TLCourseError(f"Jupyter Book could not build the site from {build}:\n{tail}")
-        remote = remote_references(html)
-        if remote:
+        if remote := remote_references(html):
             raise TLCourseError("The site would load files from the internet:\n  " + "\n  ".join(remote[:10]))
         if (build / "site").exists():
-            os.replace(build / "site", stage / "previous")
+            os.replace(build / "site", Path(stage) / "previous")
         os.replace(html, build / "site")
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     if verbose:
         print(f"Course site: {len(parts)} notebooks in {time.perf_counter() - start:.0f} s -> "
               f"{build / 'site' / 'index.html'}")
