@@ -1,9 +1,5 @@
-"""The flowers, provisioned: the archive found, safely extracted, cleaned and split.
-
-Sources, first that has it: ``TLCOURSE_FLOWERS`` (a path or URL), an archive in ``data/``, the
-extracted cache ``data/flower_photos`` (trusted only with its marker), the canonical download.
-:func:`make_splits` cuts seeded, stratified train/val/test folders of clean images.
-"""
+"""The flowers, provisioned: the archive found (first ``TLCOURSE_FLOWERS``, then an archive in ``data/``,
+the cache ``data/flower_photos`` if its marker vouches for it, the download), extracted safely, split."""
 import contextlib
 import fcntl
 import json

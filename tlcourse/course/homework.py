@@ -195,6 +195,7 @@ def scores(root: Path):
 
 def main(argv=None) -> int:
     import nbformat
+    from nbconvert.preprocessors import ClearOutputPreprocessor
     args = argv if argv is not None else sys.argv[1:]
     root, start = build_dir("nbgrader"), time.perf_counter()
     if args[:1] == ["autograde"]:
@@ -208,10 +209,8 @@ def main(argv=None) -> int:
         dest = build_dir("release") / student.parent.name
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(student.parent, dest)
-        instructor = nbformat.read(root / "source" / student.parent.name / student.name, as_version=4)
-        for cell in instructor.cells:
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
+        source = nbformat.read(root / "source" / student.parent.name / student.name, as_version=4)
+        instructor, _ = ClearOutputPreprocessor().preprocess(source, {})
         nbformat.write(instructor, build_dir("instructor") / student.name)
         print(f"  {student.stem:34s} {len(graded_cells(instructor))} graded cell(s)")
     print(f"Student versions in {build_dir('release')}, instructor versions in "

