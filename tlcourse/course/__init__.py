@@ -1,0 +1,2 @@
+"""The course side: what ``make`` runs (provisioning, the lecture build, the course site,
+homework). It may import ``tlcourse.lesson``; a lesson never imports it."""
