@@ -187,4 +187,12 @@ WRONG_ANSWERS = {
          "        layer.trainable = True\n"
          "return tl.count_params(base.trainable_weights)"),
     ],
+    "nb07-choose-block": [
+        ("scores each probe on the photos it was fitted to (no cross-validation): memorising wins",
+         "scores = {block: make_probe().fit(X, labels).score(X, labels) for block, X in block_features.items()}\n"
+         "return max(scores, key=scores.get)"),
+        ("returns the block's position among the keys, not its number",
+         "scores = [cross_val_score(make_probe(), X, labels, cv=folds).mean() for X in block_features.values()]\n"
+         "return int(np.argmax(scores))"),
+    ],
 }
