@@ -307,7 +307,7 @@ def test_train_head_is_notebook_04s_model_and_separates_two_colours(tmp_path):
                 pixels[..., 2 - 2 * k] += 160  # the blue or the red channel
                 Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
     splits = Splits(root=tmp_path, class_names=["blue", "red"], counts={})
-    model = tl.train_head(splits, max_epochs=60, patience=10)
+    model = tl.train_head(splits, copies=1, max_epochs=60, patience=10)
     assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 2)
     assert [type(layer).__name__ for layer in model.layers[1:]] == [
         "Rescaling", "Functional", "GlobalAveragePooling2D", "Dense"]

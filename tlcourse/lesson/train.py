@@ -138,18 +138,21 @@ def predictions(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(labels), np.concatenate(probs)
 
 
-def train_head(splits, img_size: int = 224, C: float = 1.0, max_epochs: int = 300,
-               patience: int = 20, seed: int = 42):
+def train_head(splits, img_size: int = 224, copies: int | None = None, C: float = 1.0,
+               max_epochs: int = 300, patience: int = 20, seed: int = 42):
     """Notebook 04's model in one call, for notebooks that need it when ``04_head.keras`` is
     missing: the frozen ImageNet MobileNet, and a softmax ``Dense`` head trained on the cached
-    features of the training photos and their mirror images (L2 matched to
-    ``LogisticRegression(C)``, Adam, early stopping on validation loss), assembled to take raw
-    RGB photos (0-255).
+    features of each training photo, its mirror image and ``copies`` augmented copies (L2
+    matched to ``LogisticRegression(C)``, Adam, early stopping on validation loss), assembled
+    to take raw RGB photos (0-255).
 
-    ``splits``: what :func:`tlcourse.flowers_splits` returns; ``img_size``: the photos' side.
+    ``splits``: what :func:`tlcourse.flowers_splits` returns; ``img_size``: the photos' side;
+    ``copies``: augmented copies per photo, default ``pick(full=4, fast=1)`` as in notebook 04.
     """
-    from .config import set_seed
+    from .config import pick, set_seed
+    from .data import augmentation
 
+    copies = pick(full=4, fast=1) if copies is None else copies
     set_seed(seed)
     folder = dict(image_size=(img_size, img_size), batch_size=32, shuffle=False, verbose=False)
     train = keras.utils.image_dataset_from_directory(splits.train_dir, **folder)
@@ -161,16 +164,17 @@ def train_head(splits, img_size: int = 224, C: float = 1.0, max_epochs: int = 30
     x = base(keras.layers.Rescaling(1 / 127.5, offset=-1)(photos), training=False)
     features = keras.layers.GlobalAveragePooling2D()(x)
     extractor = keras.Model(photos, features)
-    y, X = predictions(extractor, train)
-    _, X_flip = predictions(extractor, train.map(lambda im, lab: (keras.ops.flip(im, axis=2), lab)))
-    X, y = np.concatenate([X, X_flip]), np.concatenate([y, y])
+    augment = augmentation(seed)
+    views = [train, train.map(lambda im, lab: (keras.ops.flip(im, axis=2), lab))]
+    views += [train.map(lambda im, lab: (augment(im, training=True), lab))] * copies
+    y, X = (np.concatenate(parts) for parts in zip(*(predictions(extractor, v) for v in views)))
+    y_val, X_val = predictions(extractor, val)
     n_classes = len(splits.class_names)
     dense = keras.layers.Dense(n_classes, activation="softmax",
                                kernel_regularizer=keras.regularizers.L2(1 / (2 * C * len(X))))
     head = keras.Sequential([keras.Input((X.shape[1],)), dense])
     head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    y_val, X_val = predictions(extractor, val)
     head.fit(X, y, validation_data=(X_val, y_val), epochs=max_epochs, batch_size=64, callbacks=[stop],
              verbose=0)
     model = keras.Model(photos, keras.layers.Dense(n_classes, activation="softmax")(features),
