@@ -1,5 +1,7 @@
 """Homework, end to end with nbgrader: markers, student versions, the catalogue of wrong
 answers, and generate -> submit -> autograde -> feedback with the gradebook's scores."""
+import re
+
 import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
@@ -14,6 +16,20 @@ def _read(path):
     return nbformat.read(path, as_version=4)
 
 
+def _region_lines(nb, begin, end):
+    """Every non-blank line (stripped) between ``begin`` and ``end`` markers in the code cells."""
+    return [line for c in nb.cells if c.cell_type == "code"
+            for region in homework._regions(c.source, begin, end) for line in region if line]
+
+
+def public_lines(nb) -> set:
+    """Every non-blank line (stripped) outside the solution and hidden-test regions."""
+    lines = (line.strip() for cell in nb.cells for line in re.sub(
+        homework._REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S).splitlines())
+    markers = (homework.BEGIN_SOLUTION, homework.END_SOLUTION, homework.BEGIN_HIDDEN, homework.END_HIDDEN)
+    return {line for line in lines if line and line not in markers}
+
+
 def _lines(nb):
     return {line.strip() for c in nb.cells for line in c.source.splitlines() if line.strip()}
 
@@ -22,7 +38,7 @@ def _lines(nb):
 def test_source_exercises_are_well_formed(path):
     nb = _read(path)
     assert homework.check_notebook(nb, path.name) == []
-    assert homework.solution_cells(nb), "at least one exercise"
+    assert [c for c in nb.cells if homework.nbgrader_meta(c).get("solution")], "at least one exercise"
 
 
 def test_grade_ids_are_unique_across_the_course():
@@ -73,9 +89,10 @@ def test_every_notebook_gets_a_student_version(course):
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
 def test_student_version_hides_solutions_and_hidden_tests(course, path):
     source, student = _read(path), _read(course[1][path.stem])
-    secret = set(homework.solution_lines(source)) | set(homework.hidden_test_lines(source))
+    secret = (set(_region_lines(source, homework.BEGIN_SOLUTION, homework.END_SOLUTION))
+              | set(_region_lines(source, homework.BEGIN_HIDDEN, homework.END_HIDDEN)))
     # lines the notebook shows anyway (outside the solution and hidden regions) are not secrets
-    leaked = (secret & _lines(student)) - homework.public_lines(source)
+    leaked = (secret & _lines(student)) - public_lines(source)
     assert not leaked, f"solution or hidden-test lines survive: {sorted(leaked)[:5]}"
     text = "\n".join(c.source for c in student.cells)
     for marker in (homework.BEGIN_SOLUTION, homework.END_SOLUTION, homework.BEGIN_HIDDEN):

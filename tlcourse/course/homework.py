@@ -30,11 +30,6 @@ def graded_cells(nb) -> list:
     return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
 
 
-def solution_cells(nb) -> list:
-    """The solution cells of ``nb``."""
-    return [c for c in nb.cells if nbgrader_meta(c).get("solution")]
-
-
 def _regions(source: str, begin: str, end: str) -> list[list[str]]:
     """The lines (stripped) between ``begin`` and ``end`` markers in ``source``; ValueError if unbalanced."""
     lines = [line.strip() for line in source.splitlines()]
@@ -45,29 +40,6 @@ def _regions(source: str, begin: str, end: str) -> list[list[str]]:
     if len(marks) % 2:
         raise ValueError(f"{begin!r} without {end!r}")
     return [lines[a + 1:b] for a, b in zip(marks[::2], marks[1::2])]
-
-
-def _region_lines(nb, begin: str, end: str) -> list[str]:
-    return [line for c in nb.cells if c.cell_type == "code"
-            for region in _regions(c.source, begin, end) for line in region if line]
-
-
-def solution_lines(nb) -> list[str]:
-    """Every non-blank line (stripped) of the solution regions of ``nb``."""
-    return _region_lines(nb, BEGIN_SOLUTION, END_SOLUTION)
-
-
-def hidden_test_lines(nb) -> list[str]:
-    """Every non-blank line (stripped) of the hidden-test regions of ``nb``."""
-    return _region_lines(nb, BEGIN_HIDDEN, END_HIDDEN)
-
-
-def public_lines(nb) -> set[str]:
-    """Every non-blank line (stripped) of ``nb`` outside the solution and hidden-test regions."""
-    lines = (line.strip() for cell in nb.cells for line in re.sub(
-        _REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S).splitlines())
-    return {line for line in lines if line and line not in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN,
-                                                             END_HIDDEN)}
 
 
 def check_notebook(nb, name: str = "notebook") -> list[str]:
