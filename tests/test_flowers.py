@@ -22,6 +22,7 @@ from tlcourse.lesson.data import SPLITS
 from tlcourse.lesson.errors import TLCourseError
 
 CLASSES = ("daisy", "roses", "tulips")
+FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")  # the archive's
 
 
 # --------------------------------------------------------------------------- builders
@@ -364,13 +365,13 @@ def test_odd_images_are_converted_broken_ones_left_out_and_keras_reads_the_rest(
     import keras
 
     root = make_odd_folder(tmp_path / "homework")
+    sources = {c: sorted(p for p in (root / c).iterdir() if not p.name.startswith("."))
+               for c in ("good", "odd")}
     with pytest.warns(UserWarning, match=r"Skipped 2 of 8 files") as record:
-        report = data.clean_image_folder(root, tmp_path / "clean")
+        converted = data._populate(tmp_path / "clean", sources, root)
     message = str(record[0].message)
     assert "a_truncated.jpg (truncated or corrupt" in message and "b_text.jpg (not an image)" in message
-    assert report.counts == {"good": 5, "odd": 1}
-    assert [Path(p).name for p in report.converted] == ["c_cmyk.jpg", "d_rgba.png", "e_palette.gif"]
-    assert report.hidden == 2  # .DS_Store and .ipynb_checkpoints
+    assert [Path(p).name for p in converted] == ["c_cmyk.jpg", "d_rgba.png", "e_palette.gif"]
     assert sorted(p.name for p in (tmp_path / "clean" / "good").iterdir()) == [
         "a_rgb.jpg", "b_grey.png", "c_cmyk.png", "d_rgba.png", "e_palette.png"]
     ds = keras.utils.image_dataset_from_directory(tmp_path / "clean", image_size=(16, 16),
@@ -396,28 +397,6 @@ def test_odd_files_in_the_archive_never_reach_a_split(data_home, tmp_path, monke
     assert sum(s.counts[split]["a"] for split in SPLITS) == 9
     names = [p.name for split in SPLITS for p in (s.root / split / "b").iterdir()]
     assert "b_004.png" in names and "b_004.jpg" not in names
-
-
-def test_folders_without_images_are_refused(tmp_path):
-    with pytest.raises(TLCourseError, match="does not exist"):
-        data.clean_image_folder(tmp_path / "nope", tmp_path / "out0")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / ".DS_Store").write_bytes(b"x")
-    with pytest.raises(TLCourseError, match="has no class folders"):
-        data.clean_image_folder(empty, tmp_path / "out1")
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    Image.new("RGB", (8, 8)).save(flat / "photo.jpg")
-    with pytest.raises(TLCourseError, match=r"no class folders \(found 1 file"):
-        data.clean_image_folder(flat, tmp_path / "out2")
-    classes = make_photos(tmp_path / "classes", classes=("cats", "dogs"), per_class=2, top="")
-    (classes / "birds").mkdir()
-    with pytest.raises(TLCourseError, match=r"No usable images in class folder.*birds \(empty\)"):
-        data.clean_image_folder(classes, tmp_path / "out3")
-    (classes / "birds" / "notes.jpg").write_text("not a photo")
-    with pytest.raises(TLCourseError, match=r"birds \(1 unusable file"), pytest.warns(UserWarning):
-        data.clean_image_folder(classes, tmp_path / "out4")
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -446,12 +425,12 @@ def test_mini_archive(data_home, mini_archive, monkeypatch):
 
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(mini_archive))
     folder = data.flowers_dir(verbose=False)
-    assert data._class_counts(folder) == {c: 200 for c in data.FLOWER_CLASSES}
+    assert data._class_counts(folder) == {c: 200 for c in FLOWER_CLASSES}
     marker = json.loads((data_home / data.MARKER_NAME).read_text())
     assert marker["sha256"] == data.manifest()["flowers_mini"]["sha256"]
     s = data.make_splits(per_class=200, grow_test=True)  # the full-mode split
-    assert s.class_names == list(data.FLOWER_CLASSES)
-    for c in data.FLOWER_CLASSES:
+    assert s.class_names == list(FLOWER_CLASSES)
+    for c in FLOWER_CLASSES:
         assert [s.counts[split][c] for split in SPLITS] == [160, 20, 20]
     ds = keras.utils.image_dataset_from_directory(s.test_dir, image_size=(32, 32), shuffle=False,
                                                   verbose=False)

@@ -11,7 +11,6 @@ import tempfile
 import urllib.parse
 import warnings
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ from .fetch import manifest
 ENV_VAR = "TLCOURSE_FLOWERS"
 CACHE_NAME = "flower_photos"
 MARKER_NAME = "flower_photos.source.json"
-FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _LITTER = {"thumbs.db", "desktop.ini", "__macosx"}
 _SPLIT_VERSION = 2
@@ -259,74 +257,32 @@ def _inspect(path: Path):
         return "bad", f"truncated or corrupt ({exc})"
 
 
-@dataclass
-class CleanReport:
-    """What :func:`clean_image_folder` did: usable images per class, and what it left out."""
-
-    counts: dict = field(default_factory=dict)
-    skipped: list = field(default_factory=list)    # (path, reason)
-    converted: list = field(default_factory=list)  # original paths written as RGB PNG
-    hidden: int = 0                                # hidden files and folders ignored
-
-
-def _populate(dest: Path, sources: dict[str, list[Path]], directory: Path) -> CleanReport:
-    """Fill ``dest/<folder>/`` with clean images of ``sources[folder]``; warn of those left out."""
-    report = CleanReport()
+def _populate(dest: Path, sources: dict[str, list[Path]], directory: Path) -> list[Path]:
+    """Fill ``dest/<folder>/`` with the images of ``sources[folder]`` as ``image_dataset_from_directory``
+    reads them (JPEG/PNG linked, other images converted to RGB PNG, broken files left out with a
+    warning); returns the converted originals."""
+    skipped, converted = [], []
     for folder, paths in sources.items():
         (dest / folder).mkdir(parents=True, exist_ok=True)
         for src in paths:
             kind, detail = _inspect(src)
             if kind == "bad":
-                report.skipped.append((src, detail))
+                skipped.append((src, detail))
             elif kind == "converted":
                 detail.save(dest / folder / f"{src.stem}.png", format="PNG")
-                report.converted.append(src)
+                converted.append(src)
             else:
                 try:
                     os.symlink(os.path.relpath(src.resolve(), dest / folder), dest / folder / src.name)
                 except OSError:  # no symbolic links here: copy
                     shutil.copy2(src, dest / folder / src.name)
-    if skipped := report.skipped:
+    if skipped:
         shown = "; ".join(f"{Path(p).relative_to(directory)} ({why})" for p, why in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         warnings.warn(f"Skipped {len(skipped)} of {sum(map(len, sources.values()))} files in {directory} "
                       f"that are not usable images: {shown}{more}. They are left out of the data set; delete "
                       "or replace them to silence this warning.", UserWarning, stacklevel=3)
-    return report
-
-
-def clean_image_folder(directory, dest) -> CleanReport:
-    """Copy the class-per-folder images of ``directory`` into the new folder ``dest`` as
-    ``image_dataset_from_directory`` reads them (odd images converted, broken ones left out)."""
-    directory, dest = Path(directory), Path(dest)
-    if not directory.is_dir():
-        raise TLCourseError(f"The image folder {directory} does not exist (or is a file): give the folder "
-                            "that holds one sub-folder of images per class.")
-    sources, loose, hidden = {}, [], 0
-    for entry in sorted(directory.iterdir()):
-        if _is_litter(entry.name):
-            hidden += 1
-        elif entry.is_dir():
-            sources[entry.name] = []
-            for folder, subdirs, names in os.walk(entry):
-                hidden += sum(map(_is_litter, subdirs + names))
-                subdirs[:] = sorted(d for d in subdirs if not _is_litter(d))
-                sources[entry.name] += [Path(folder) / n for n in sorted(names) if not _is_litter(n)]
-        else:
-            loose.append(entry)
-    if not sources:
-        raise TLCourseError(f"{directory} has no class folders (found "
-                            f"{f'{len(loose)} file(s) directly in it' if loose else 'nothing'}). Put each "
-                            f"class's images in its own sub-folder, e.g. {directory / 'cats'}/*.jpg.")
-    report = _populate(dest, sources, directory)
-    report.hidden, report.counts = hidden, {c: len(os.listdir(dest / c)) for c in sources}
-    if empty := [c for c, n in report.counts.items() if n == 0]:
-        bad = {c: sum(Path(p).relative_to(directory).parts[0] == c for p, _ in report.skipped)
-               for c in empty}
-        raise TLCourseError("No usable images in class folder(s) " + ", ".join(
-            f"{directory / c} ({bad[c]} unusable file(s))" if bad[c] else f"{directory / c} (empty)"
-            for c in empty) + ". Add JPEG or PNG images, or delete the folders of unwanted classes.")
-    return report
+    return converted
 
 
 def _choose(source: Path, seed: int, per_class: int, grow_test: bool) -> dict[str, list[Path]]:
