@@ -1,12 +1,8 @@
-"""tlcourse: the helper package behind the transfer-learning notebooks.
+"""tlcourse: the helper package behind the transfer-learning notebooks, in two sides.
 
-Two sides, one direction of imports:
-
-- ``tlcourse.lesson``: what the notebooks use, re-exported here (``import tlcourse as tl``);
-  each function names the notebook that introduces it.
-- ``tlcourse.course``: the machinery ``make`` runs (fetching, provisioning, the lecture build,
-  the course site, homework). It may import the lesson side; a lesson never imports it.
-"""
+- ``tlcourse.lesson``: what the notebooks use, re-exported here (``import tlcourse as tl``).
+- ``tlcourse.course``: the machinery ``make`` runs (fetching, provisioning, the lecture build, the
+  course site, homework); it may import the lesson side, a lesson never imports it."""
 import logging as _logging
 import os as _os
 import warnings as _warnings
@@ -16,10 +12,8 @@ __version__ = "0.2.0"
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and probe its devices with fd 2 muted: TensorFlow 2.21 writes its C++
-    start-up lines (oneDNN, CUDA probing on a machine without a GPU, "All log messages before
-    absl::InitializeLog()") there before Python can configure logging, whatever
-    TF_CPP_MIN_LOG_LEVEL says; in a notebook they become red boxes."""
+    """Import TensorFlow and probe its devices with fd 2 muted: TF 2.21 writes C++ start-up lines there
+    (oneDNN, CUDA probing) whatever TF_CPP_MIN_LOG_LEVEL says, and a notebook shows them in red."""
     import sys
 
     from .lesson.config import native_stderr_muted

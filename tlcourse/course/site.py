@@ -1,8 +1,7 @@
 """The course site: a build's executed notebooks as a Jupyter Book that reads offline, with a title
 page and a results page; MathJax and the widget manager are served from ``data/site-assets/``.
 
-    python -m tlcourse.course.site [BUILD_FOLDER]
-"""
+    python -m tlcourse.course.site [BUILD_FOLDER]"""
 import base64
 import hashlib
 import json

@@ -1,9 +1,7 @@
 """Class activation maps (Zhou et al. 2016): where a classifier finds a class in a photo (02, 05).
 
-For a head of global average pooling then one linear layer (MobileNet's, and notebook 04's), the
-class score is the average over positions of CAM_c(x, y) = sum_k w_kc A_k(x, y), with A the last
-convolutional feature map: so the map is exact, not an approximation.
-"""
+After global average pooling and one linear layer (MobileNet's head, 04's) a class score is the mean
+over positions of CAM_c(x, y) = sum_k w_kc A_k(x, y): the map is exact."""
 from __future__ import annotations
 
 import keras
@@ -37,11 +35,9 @@ def cam_parts(model):
 
 def class_activation_maps(model, images, classes=None, upsample: bool = True):
     """``(maps, classes, probabilities)`` for a batch of ``images`` (as the model takes them).
-
     ``classes``: one class index per image, or one for all (default: each image's top-1).
     ``maps``: (N, H, W) in logit units, bilinearly upsampled to the image size (``upsample=False``:
-    the feature map's size, whose mean is the class logit minus its bias). ``probabilities``: (N, C).
-    """
+    the feature map's size, whose mean is the class logit minus its bias). ``probabilities``: (N, C)."""
     features, kernel, _ = cam_parts(model)
     images = np.asarray(images, dtype="float32")
     batches = [features(images[i:i + 32], training=False) for i in range(0, len(images), 32)]

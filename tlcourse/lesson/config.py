@@ -88,9 +88,8 @@ def atomic_write(dest):
 
 @contextlib.contextmanager
 def native_stderr_muted():
-    """Mute what compiled code writes straight to this process's stderr (file descriptor 2):
-    TensorFlow's C++ start-up lines, the TFLite converter's progress. Python exceptions still
-    show (they are printed after the block)."""
+    """Mute what compiled code writes to file descriptor 2 (TensorFlow's C++ start-up lines, the TFLite
+    converter's progress); Python exceptions still show, printed after the block."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

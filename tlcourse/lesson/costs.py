@@ -46,7 +46,6 @@ def separable_ratio(d_k: int, n: int) -> Fraction:
 @dataclass(frozen=True)
 class Cost:
     """A layer's mult-adds, parameters and output shape ``(h, w, c)``; ``a + b`` is a then b."""
-
     mult_adds: int
     params: int
     output_shape: tuple
@@ -166,7 +165,6 @@ def _layer_row(layer, L) -> dict:
 
 def model_costs(model) -> pd.DataFrame:
     """One row per layer of a built Keras ``model``, indexed by layer name, priced as above.
-
     Columns: kind (conv, dw, pw, sep, fc, pool, maxpool, softmax, bn, other), stride, filter_shape,
     input_size (before a ZeroPadding2D feeding the layer, as the paper prints it), mult_adds,
     params and keras_params (``layer.count_params()``, to check params against)."""

@@ -1,9 +1,6 @@
 """The flowers as train / validation / test folders, and the course's augmentation (03-05).
-
-Provisioning (``make setup``) extracts the photos, leaves out or converts files that are not
-clean RGB/greyscale JPEG or PNG, and cuts the split folders; a lesson only reads them, with
-``keras.utils.image_dataset_from_directory``.
-"""
+``make setup`` provisions the folders (clean images only); a lesson reads them with
+``keras.utils.image_dataset_from_directory``."""
 from __future__ import annotations
 
 import json
@@ -24,7 +21,6 @@ def split_name(seed: int, per_class: int) -> str:
 @dataclass
 class Splits:
     """Where the split folders are (``root/{train,val,test}/<class>/``) and what they hold."""
-
     root: Path
     class_names: list
     counts: dict  # split -> class -> photos

@@ -1,16 +1,6 @@
-"""Run a ``.tflite`` model the way a phone app does: LiteRT, batch 1, no TensorFlow (08).
-
-A phone ships the LiteRT runtime and the ``.tflite`` file, nothing else. :func:`run_tflite`
-reproduces that on this machine: it starts a fresh Python process that blocks TensorFlow and
-Keras from being imported, loads the file with ``ai_edge_litert.interpreter.Interpreter``,
-classifies each photo on its own (batch 1) and times every call. The process reports which
-modules it loaded, so the notebook can show that TensorFlow was never there.
-
-Timing: one *latency* is one photo through ``set_tensor``, ``invoke`` and ``get_tensor``, the
-work an app does per camera frame. A few untimed calls come first (the first calls allocate
-and warm caches). Time is wall-clock, so other programs on the machine add noise: read the
-median, and the spread between the 25th and 75th percentiles.
-"""
+"""Run a ``.tflite`` model as a phone app does (08): LiteRT in a fresh process where TensorFlow
+and Keras cannot be imported, one photo per call (``set_tensor``, ``invoke``, ``get_tensor``),
+each call timed by the wall clock after a few untimed warm-up calls."""
 from __future__ import annotations
 
 # Only the standard library and NumPy at module level: the worker process loads this file.
@@ -37,7 +27,6 @@ _WORKER = (  # loads this file by path, so the tlcourse package (which imports K
 @dataclass
 class LiteRTRun:
     """What :func:`run_tflite` measured for one ``.tflite`` file at one thread count."""
-
     path: Path
     threads: int
     probabilities: np.ndarray  # (n_photos, n_classes), dequantised to [0, 1]
@@ -58,13 +47,8 @@ class LiteRTRun:
 
 def run_tflite(model_path, images, threads: int = 1, runs: int | None = None, warmup: int = 3,
                timeout: float = 600) -> LiteRTRun:
-    """Classify ``images`` one at a time with LiteRT in a process without TensorFlow.
-
-    ``images``: an array ``(n, height, width, 3)`` of raw pixels (0-255), as the course's
-    models take them; a full-integer model gets them as ``uint8``. Every photo is classified
-    once, in order, and ``runs`` calls are timed (default: one per photo; more cycle through
-    the photos again) after ``warmup`` untimed ones.
-    """
+    """Classify ``images`` (``(n, h, w, 3)`` raw pixels, 0-255) one at a time with LiteRT in a process
+    without TensorFlow; ``runs`` calls timed (default one per photo) after ``warmup`` untimed ones."""
     from .errors import TLCourseError
 
     path = Path(model_path)

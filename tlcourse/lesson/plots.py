@@ -5,19 +5,9 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-COURSE_STYLE = {
-    "figure.figsize": (7.0, 4.0),
-    "figure.dpi": 96,
-    "savefig.dpi": 96,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.frameon": False,
-    "image.cmap": "viridis",
-}
+COURSE_STYLE = {"figure.figsize": (7.0, 4.0), "figure.dpi": 96, "savefig.dpi": 96, "axes.grid": True,
+                "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+                "axes.titlesize": 11, "axes.labelsize": 10, "legend.frameon": False, "image.cmap": "viridis"}
 
 
 def use_course_style() -> None:
@@ -42,10 +32,8 @@ def show_image(ax, image, title: str | None = None) -> None:
 
 def show_top5(image, top5, title: str | None = None, axes=None):
     """A photo beside a horizontal bar chart of its top-5 ``decode_predictions``.
-
     ``image``: a path or an array; ``top5``: ``[(wnid, label, probability), ...]``.
-    Returns the Figure.
-    """
+    Returns the Figure."""
     from PIL import Image
 
     if axes is None:
@@ -99,9 +87,7 @@ def feature_maps(activations, title: str = "", n: int = 16, cols: int = 8):
 
 def plot_history(history, title: str = "", metrics=("accuracy", "loss"), mark_epoch=None):
     """Learning curves (train and validation) from a Keras ``History`` or its ``.history`` dict.
-
-    ``mark_epoch``: draw a vertical line there (e.g. the epoch early stopping restored).
-    """
+    ``mark_epoch``: draw a vertical line there (e.g. the epoch early stopping restored)."""
     h = history.history if hasattr(history, "history") else history
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4))
     axes = np.atleast_1d(axes)

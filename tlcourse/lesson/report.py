@@ -17,8 +17,7 @@ def peak_memory_mib() -> float:
 def record(notebook: str, **numbers):
     """Merge ``numbers`` into ``<build>/results/<notebook>.json`` with the kernel's peak memory.
 
-    Values must be JSON-serialisable. Returns the numbers as a one-column pandas table.
-    """
+    Values must be JSON-serialisable. Returns the numbers as a one-column pandas table."""
     import pandas as pd
 
     path = build_dir("results") / f"{notebook}.json"

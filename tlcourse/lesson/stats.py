@@ -1,9 +1,5 @@
-"""Evidence on small test sets: an accuracy with its 95% interval, and paired comparisons.
-
-A test split of 100 photos gives an accuracy to within about +-6 points, so every accuracy the
-course prints carries its Wilson interval, and "A beats B" is decided by an exact McNemar test
-on the photos where the two disagree (both from :func:`scipy.stats.binomtest`).
-"""
+"""Evidence on small test sets: accuracies with their Wilson 95% intervals, and "A beats B" decided
+by an exact McNemar test on the photos where they disagree (both :func:`scipy.stats.binomtest`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +11,6 @@ from scipy.stats import binomtest
 @dataclass(frozen=True)
 class Accuracy:
     """``correct`` of ``n`` right, with the Wilson interval ``[low, high]``."""
-
     correct: int
     n: int
     low: float
@@ -42,15 +37,13 @@ def accuracy(correct, confidence: float = 0.95) -> Accuracy:
 @dataclass(frozen=True)
 class Paired:
     """Two models on the same photos: how many only A gets right, only B, and McNemar's p."""
-
     a_only: int
     b_only: int
     p_value: float
 
 
 def mcnemar(correct_a, correct_b) -> Paired:
-    """Exact two-sided McNemar test: are the photos only A gets right as likely as those only
-    B gets right? Photos both get right (or both wrong) say nothing about the difference."""
+    """Exact two-sided McNemar test on the photos only A, or only B, gets right (the others say nothing)."""
     a = np.asarray(correct_a, dtype=bool).ravel()
     b = np.asarray(correct_b, dtype=bool).ravel()
     if a.shape != b.shape:
@@ -61,8 +54,7 @@ def mcnemar(correct_a, correct_b) -> Paired:
 
 
 def verdict(name_a: str, correct_a, name_b: str, correct_b, alpha: float = 0.05) -> str:
-    """One sentence, computed from the answers: does A beat B on these photos, or can the test
-    not tell them apart?"""
+    """One sentence computed from the answers: A beats B on these photos, or the test cannot tell."""
     t = mcnemar(correct_a, correct_b)
     acc_a, acc_b = accuracy(correct_a), accuracy(correct_b)
     counts = (f"{t.a_only} photos only {name_a} gets right, {t.b_only} only {name_b}; "
@@ -78,8 +70,7 @@ def compare(answers: dict, baseline: str | None = None):
     """A pandas table: each model's accuracy with its 95% interval and, against ``baseline``,
     the photos only it / only the baseline gets right and McNemar's p.
 
-    ``answers``: model name -> right/wrong per test photo (the same photos, same order).
-    """
+    ``answers``: model name -> right/wrong per test photo (the same photos, same order)."""
     import pandas as pd
 
     rows = {}

@@ -1,9 +1,7 @@
 """Freezing and unfreezing MobileNet by blocks, differential learning rates, saving (04-05).
 
-MobileNet V1 is a stem (block 0: ``conv1``) and 13 depthwise-separable blocks
-(``conv_dw_N``, ``conv_pw_N`` with their BatchNorm and ReLU, 1..13). Everything else a lesson
-does in plain Keras: ``layer.trainable``, ``model.compile``, ``keras.callbacks.EarlyStopping``.
-"""
+MobileNet V1 is a stem (block 0: ``conv1``) and 13 depthwise-separable blocks (``conv_dw_N``,
+``conv_pw_N`` with their BatchNorm and ReLU); the rest a lesson writes in plain Keras."""
 from __future__ import annotations
 
 import re
@@ -84,9 +82,8 @@ def layer_groups(model, base, n_groups: int = 3) -> list[tuple[str, list]]:
 
 
 class _PerVariableRate:
-    """Mixin for a Keras optimizer: each variable's update uses ``learning_rate * its multiplier``.
-    The rate enters every update linearly (SGD, momentum, Adam, RMSprop), so this is exactly one
-    optimizer per group, in one object ``fit`` drives as usual."""
+    """Mixin for a Keras optimizer: each variable's update uses ``learning_rate * its multiplier``; the
+    rate enters every update linearly (SGD, Adam, RMSprop), so this is exactly one optimizer per group."""
 
     def __init__(self, *args, multipliers=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -95,8 +92,7 @@ class _PerVariableRate:
 
     def build(self, var_list):
         if not self.built:
-            missing = [v.path for v in var_list if v.path not in self._multipliers]
-            if missing:
+            if missing := [v.path for v in var_list if v.path not in self._multipliers]:
                 raise TLCourseError(f"{len(missing)} trainable variables have no learning-rate group "
                                     f"(e.g. {missing[:3]}): make the groups after unfreezing.")
             self._scales = tuple(self._multipliers[v.path] for v in var_list)
@@ -120,9 +116,8 @@ def differential_optimizer(groups, head_lr: float, factor: float, optimizer=kera
 
 
 def save_model(model, path) -> None:
-    """``model.save(path)`` that any plain Keras loads: a model trained with a course optimizer
-    is recompiled with a stock Adam first (the weights are what matter), and the file appears
-    only once complete."""
+    """``model.save(path)`` that plain Keras loads (a course optimizer is swapped for a stock Adam: the
+    weights are what matter), the file appearing only once complete."""
     if isinstance(getattr(model, "optimizer", None), _PerVariableRate):
         model.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])
     with atomic_write(path) as tmp:
@@ -140,15 +135,10 @@ def predictions(model, dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def train_head(splits, img_size: int = 224, copies: int | None = None, C: float = 1.0,
                max_epochs: int = 300, patience: int = 20, seed: int = 42):
-    """Notebook 04's model in one call, for notebooks that need it when ``04_head.keras`` is
-    missing: the frozen ImageNet MobileNet, and a softmax ``Dense`` head trained on the cached
-    features of each training photo, its mirror image and ``copies`` augmented copies (L2
-    matched to ``LogisticRegression(C)``, Adam, early stopping on validation loss), assembled
-    to take raw RGB photos (0-255).
-
-    ``splits``: what :func:`tlcourse.flowers_splits` returns; ``img_size``: the photos' side;
-    ``copies``: augmented copies per photo, default ``pick(full=4, fast=1)`` as in notebook 04.
-    """
+    """Notebook 04's model (frozen MobileNet, softmax head trained on the cached features of each
+    training photo, its mirror image and ``copies`` augmented copies, L2 matched to
+    ``LogisticRegression(C)``), for notebooks that run without ``04_head.keras``; takes raw RGB photos.
+    ``splits``: :func:`tlcourse.flowers_splits`'s; ``copies``: default ``pick(full=4, fast=1)``."""
     from .config import pick, set_seed
     from .data import augmentation
 

@@ -15,12 +15,9 @@ REOPEN_HINT = "(A widget shows here only while its kernel runs: run the cell to 
 
 
 def photo_picker(model, photos: dict):
-    """A dropdown of sample photos and an upload button; shows the photo beside its top-5 (01).
-    An upload that is not an image gets one line naming the file; the widget keeps working.
-
-    ``model``: an ImageNet classifier (``keras.applications.MobileNet(weights="imagenet")``);
-    ``photos``: name -> path, e.g. :func:`~tlcourse.lesson.imagenet.sample_photos`.
-    """
+    """A dropdown of sample photos and an upload button; shows the photo beside its top-5 (01); an
+    upload that is not an image gets one line naming it. ``model``: an ImageNet classifier;
+    ``photos``: name -> path, e.g. :func:`~tlcourse.lesson.imagenet.sample_photos`."""
     from .imagenet import classify
     from .plots import show_top5
 
