@@ -57,7 +57,8 @@ def verdict(name_a: str, correct_a, name_b: str, correct_b, alpha: float = 0.05)
     """One sentence computed from the answers: A beats B on these photos, or the test cannot tell."""
     t = mcnemar(correct_a, correct_b)
     acc_a, acc_b = accuracy(correct_a), accuracy(correct_b)
-    counts = (f"{t.a_only} photos only {name_a} gets right, {t.b_only} only {name_b}; "
+    photos = "photo" if t.a_only == 1 else "photos"
+    counts = (f"{t.a_only} {photos} only {name_a} gets right, {t.b_only} only {name_b}; "
               f"exact McNemar p = {t.p_value:.3g}")
     if t.p_value < alpha:
         winner, loser = (name_a, name_b) if t.a_only > t.b_only else (name_b, name_a)
