@@ -7,6 +7,7 @@ sweeps keep working while the package changes. A *split* is a folder with ``trai
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -199,3 +200,13 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
+
+
+def argument_parser(doc: str):
+    """Both sweeps' command line: ``--splits-root``, ``--out``, then one sub-command; (parser, subparsers)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--splits-root", default=str(DEFAULT_SPLITS_ROOT),
+                   help="folder with seed<S>/{train,val,test} (default %(default)s)")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="results folder (default %(default)s)")
+    return p, p.add_subparsers(dest="command", required=True)

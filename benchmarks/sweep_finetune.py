@@ -24,7 +24,6 @@ build/bench/probe.jsonl. Needs the features cached by ``sweep_head.py features``
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -573,12 +572,7 @@ def add_cfg_args(p):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--splits-root", default=str(common.DEFAULT_SPLITS_ROOT),
-                   help="folder with seed<S>/{train,val,test} (default %(default)s)")
-    p.add_argument("--out", default=str(common.DEFAULT_OUT), help="results folder (default %(default)s)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p, sub = common.argument_parser(__doc__)
 
     r = sub.add_parser("run", help="one fine-tuning run in this process")
     r.add_argument("--split", type=int, default=42)

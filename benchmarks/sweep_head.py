@@ -20,7 +20,6 @@ correctness), build/bench/head_summary.csv; features: build/bench/features/seed<
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -343,12 +342,7 @@ def cmd_report(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--splits-root", default=str(common.DEFAULT_SPLITS_ROOT),
-                   help="folder with seed<S>/{train,val,test} (default %(default)s)")
-    p.add_argument("--out", default=str(common.DEFAULT_OUT), help="results folder (default %(default)s)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p, sub = common.argument_parser(__doc__)
     f = sub.add_parser("features", help="extract and cache the features of every view")
     f.add_argument("--seeds", type=int, nargs="+", default=[42])
     r = sub.add_parser("run", help="train and score head recipes on cached features")
