@@ -1,9 +1,16 @@
-"""Shared fixtures: an isolated data folder, and the course's mini flowers archive.
+"""Shared fixtures: an isolated data folder, the mini flowers archive, and one run of the course.
 
-Every test (nbval's notebook kernels included) writes its build output to a temporary folder:
-``TLCOURSE_BUILD`` is set here, before any kernel starts, so the lecture build (``build/``)
-and fast mode's ``build-fast/`` are never touched by ``make test``.
+Every test (the notebook kernels included) writes its build output to a temporary folder:
+``TLCOURSE_BUILD`` is set here, before any kernel starts, so the lecture build (``build/``) and
+fast mode's ``build-fast/`` are never touched by ``make test``.
+
+``course_run`` executes each notebook once per test session, in fast mode, into one temporary
+build folder; the checks on notebooks (errors, the outputs nbval compares, the catalogued wrong
+answers, the browser, the site) all read that run. ``make test-all`` (``pytest --full``) adds
+the checks that execute the notebooks again on their own (nbval, Run All in JupyterLab, nbgrader
+on every notebook).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,6 +23,32 @@ os.environ.setdefault("TLCOURSE_BUILD", tempfile.mkdtemp(prefix="tlcourse-test-b
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINI_ARCHIVE = PROJECT_ROOT.parent / "shared" / "data" / "flower_photos_mini.tgz"
+
+# Under pytest-xdist, the workers share the machine's cores: TensorFlow in each worker, and in
+# every kernel a worker starts (they inherit this environment), runs on one thread, so that two
+# of them do not fight over the same cores.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="also run the checks marked 'full' (make test-all): the ones that execute notebooks again",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without ``--full``, leave out the tests marked ``full`` (deselected, not skipped)."""
+    if config.getoption("--full"):
+        return
+    kept = [item for item in items if item.get_closest_marker("full") is None]
+    left_out = [item for item in items if item.get_closest_marker("full") is not None]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 @pytest.fixture
@@ -35,3 +68,15 @@ def mini_archive() -> Path:
     if not MINI_ARCHIVE.is_file():
         pytest.skip(f"{MINI_ARCHIVE} not found")
     return MINI_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def course_run(tmp_path_factory):
+    """The course's notebooks, each executed once in this session (fast mode), on demand.
+
+    ``course_run.get("05")`` runs notebook 05 (after what it needs: 04) and returns how it went;
+    ``course_run.build`` is the run's build folder.
+    """
+    from course_run import CourseRun
+
+    return CourseRun(tmp_path_factory.mktemp("course-run") / "build")

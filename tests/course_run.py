@@ -1,0 +1,117 @@
+"""One run of the course's notebooks, shared by every check in a test session.
+
+Each notebook is executed once, in fast mode, with the lecture build's own executor
+(:func:`tlcourse.course.build.execute`), into one temporary build folder, so that 05 and 08 find
+what 04 and 05 saved whatever ``-k`` selects. While its kernel still runs, every catalogued wrong
+answer replaces its exercise's solution in turn and the exercise's graded tests run on it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient.exceptions import CellExecutionError
+
+from tlcourse.course import build, homework
+from wrong_answers import WRONG_ANSWERS
+
+
+def exercises(nb) -> list[tuple[object, list]]:
+    """Each autograded code exercise of ``nb``: its solution cell and the graded test cells after it
+    (up to the next solution cell)."""
+    found = []
+    for cell in nb.cells:
+        meta = homework.nbgrader_meta(cell)
+        if meta.get("solution") and cell.cell_type == "code":
+            found.append((cell, []))
+        elif meta.get("grade") and cell.cell_type == "code" and found:
+            found[-1][1].append(cell)
+    return [(solution, tests) for solution, tests in found if tests]
+
+
+@dataclass
+class WrongAnswer:
+    """One catalogued wrong answer, run in the notebook's kernel: did a graded test fail?"""
+
+    grade_id: str
+    what: str
+    caught: bool
+    failed_tests: list = field(default_factory=list)
+
+
+@dataclass
+class NotebookRun:
+    """One notebook of the course run: the executed notebook and what the wrong answers did."""
+
+    stem: str
+    executed: build.Executed
+    wrong_answers: list[WrongAnswer]
+
+
+def try_wrong_answers(client, nb) -> list[WrongAnswer]:
+    """In the live kernel, each catalogued wrong answer replaces its solution and the exercise's
+    graded tests run on it; the solution is put back after each."""
+    tried = []
+    for solution, tests in exercises(nb):
+        gid = homework.nbgrader_meta(solution)["grade_id"]
+        original = solution.source
+        one_cell = nbformat.v4.new_notebook(cells=[solution])
+        for what, code in WRONG_ANSWERS.get(gid, []):
+            solution.source = homework.fill(one_cell, one_cell, {gid: code}).cells[0].source
+            client.execute_cell(solution, nb.cells.index(solution))
+            failed = []
+            for test in tests:
+                try:
+                    client.execute_cell(test, nb.cells.index(test))
+                except CellExecutionError:
+                    failed.append(homework.nbgrader_meta(test)["grade_id"])
+            tried.append(WrongAnswer(gid, what, bool(failed), failed))
+            solution.source = original
+            client.execute_cell(solution, nb.cells.index(solution))
+    return tried
+
+
+class CourseRun:
+    """The notebooks executed on demand, each once, into ``build``; see the module's docstring."""
+
+    def __init__(self, build_folder: Path):
+        self.build = Path(build_folder)
+        self.build.mkdir(parents=True, exist_ok=True)
+        self.runs: dict[str, NotebookRun] = {}
+        self.rows: list[dict] = []
+
+    def kernel_env(self) -> dict:
+        """The kernels' environment: fast mode, this run's build folder, and no
+        ``PYTEST_CURRENT_TEST`` (with it, ipykernel hides what C++ code writes to stderr,
+        which a student sees)."""
+        env = dict(os.environ, TLCOURSE_FAST="1", TLCOURSE_BUILD=str(self.build))
+        env.pop("PYTEST_CURRENT_TEST", None)
+        return env
+
+    def get(self, name: str) -> NotebookRun:
+        """The run of the notebook whose name starts with ``name``, after those it needs."""
+        (path,) = build.notebooks([name])
+        if path.stem not in self.runs:
+            for needed in build.needs(path):
+                self.get(needed)
+            wrong: list[WrongAnswer] = []
+
+            def then(client, nb):
+                wrong.extend(try_wrong_answers(client, nb))
+
+            start = time.perf_counter()
+            executed = build.execute(path, self.build, env=self.kernel_env(), then=then, html=False, timeout=600)
+            self.runs[path.stem] = NotebookRun(path.stem, executed, wrong)
+            row = build.summary_row(path, executed, self.build)
+            row["seconds_with_wrong_answers"] = round(time.perf_counter() - start)
+            self.rows.append(row)
+            build.write_summary(self.rows, self.build)
+        return self.runs[path.stem]
+
+    def all(self) -> list[NotebookRun]:
+        """Every notebook of the course, run."""
+        return [self.get(path.stem) for path in build.notebooks()]
