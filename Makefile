@@ -1,15 +1,23 @@
 # tlcourse: transfer learning with MobileNet.
-#   make run    set up, then execute every notebook into build/ and make the course site
-#   make test   set up, then unit tests and nbval over every notebook in fast mode
+#   make run       set up, then execute every notebook into build/ and make the course site
+#   make test      set up, then lint, unit tests and every notebook once in fast mode (CI)
+#   make test-all  make test, plus every check that executes the notebooks again
 # Also: make setup (idempotent), make site, make lab, make lab-student, make homework,
-# make bench, make clean.
+# make bench, make lock, make clean.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tlcourse-installed
+LOCK   := requirements/dev.lock
 # Jupyter refuses to run as root unless told; many containers run as root.
 LAB    := $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)
+# pip's notes about this machine's unused package folders are noise; its exit status is kept.
+QUIET  := { grep -v 'is ignored' || true; }
+PYTEST := TLCOURSE_FAST=1 $(PY) -m pytest -p no:cacheprovider --durations=15
 
 # Developers and CI find the course's mini flowers archive beside the project.
 SHARED_FLOWERS := $(wildcard ../shared/data/flower_photos_mini.tgz)
@@ -19,12 +27,13 @@ export TLCOURSE_FLOWERS := $(abspath $(SHARED_FLOWERS))
 endif
 endif
 
-.PHONY: setup run site test lab lab-student bench homework clean
+.PHONY: setup run site test test-all lint lab lab-student bench homework lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v 'is ignored' || true
-	$(PY) -c "import tlcourse, nbval"
+	$(PY) -m pip install -q -r $(LOCK) 2>&1 | $(QUIET)
+	$(PY) -m pip install -q --no-deps -e '.[dev]' 2>&1 | $(QUIET)
+	$(PY) -c "import tlcourse.course.build, nbval, nbgrader, xdist"
 	touch $@
 
 setup: $(STAMP)
@@ -36,8 +45,17 @@ run: setup
 site: setup
 	$(PY) -m tlcourse.course.site
 
-test: setup
-	TLCOURSE_FAST=1 $(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tlcourse benchmarks tests
+	$(VENV)/bin/ruff format --check tlcourse benchmarks tests
+
+# Two workers: the notebook chain (one group) on one, the unit tests on the other.
+test: setup lint
+	$(PYTEST) -n 2 --dist loadgroup tests
+
+test-all: setup lint
+	$(PYTEST) -n 2 --dist loadgroup --full tests
+	$(PYTEST) --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks
 
 lab: setup
 	$(LAB) notebooks
@@ -50,6 +68,14 @@ bench: setup
 
 homework: setup
 	$(PY) -m tlcourse.course.homework
+
+# The pinned versions CI and the hub image install; needs PyPI. Run after changing pyproject.toml.
+COMPILE = $(VENV)/bin/pip-compile --quiet --no-header --strip-extras --no-emit-index-url \
+          --no-emit-find-links --unsafe-package tlcourse pyproject.toml
+lock:
+	$(PY) -m pip install -q 'pip-tools>=7.4,<8' 2>&1 | $(QUIET)
+	$(COMPILE) --extra provision --extra course --extra homework --extra test -o $(LOCK)
+	$(COMPILE) --extra provision --extra hub -o requirements/student.lock
 
 clean:
 	rm -rf build build-fast
