@@ -2,49 +2,92 @@
 
 - ``tlcourse.lesson``: what the notebooks use, re-exported here (``import tlcourse as tl``).
 - ``tlcourse.course``: the machinery ``make`` runs (fetching, provisioning, the lecture build, the
-  course site, homework); it may import the lesson side, a lesson never imports it."""
-import logging as _logging
-import os as _os
-import warnings as _warnings
+  course site, homework); it may import the lesson side, a lesson never imports it.
 
-__version__ = "0.2.0"
+``import tlcourse`` itself loads nothing heavy. The first ``tl.<name>`` a notebook reads loads
+the lesson module that defines it, after setting up TensorFlow quietly
+(:func:`tlcourse.lesson.config.quiet_tensorflow`), so that the notebook's own ``import keras``
+prints no start-up lines.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.3.0"
+
+# name -> the lesson module that defines it (see the README's table of the API)
+_LESSON = {
+    "config": [
+        "build_dir",
+        "fast_mode",
+        "native_stderr_muted",
+        "pick",
+        "quiet_tensorflow",
+        "set_seed",
+    ],
+    "errors": ["TLCourseError"],
+    "data": ["augmentation", "flowers_splits"],
+    "imagenet": [
+        "classify",
+        "imagenet_class_names",
+        "labelled_photos",
+        "prepare_image",
+        "sample_photos",
+        "search_classes",
+        "true_label",
+    ],
+    "train": [
+        "block_of",
+        "count_params",
+        "differential_optimizer",
+        "find_base",
+        "layer_groups",
+        "predictions",
+        "save_model",
+        "scratch_callbacks",
+        "scratch_model",
+        "train_from_scratch",
+        "train_head",
+        "unfreeze_from",
+        "unfreeze_table",
+    ],
+    "stats": ["accuracy", "compare", "holm", "mcnemar", "proportion", "verdict", "verdicts"],
+    "cam": ["cam_parts", "class_activation_maps", "show_cam"],
+    "robustness": ["CORRUPTIONS", "corrupt", "interpolate"],
+    "ondevice": ["run_tflite"],
+    "plots": [
+        "feature_maps",
+        "plot_history",
+        "scatter_classes",
+        "show_image",
+        "show_misclassified",
+        "show_top5",
+        "use_course_style",
+    ],
+    "report": ["record"],
+    "widgets": ["cost_explorer", "photo_picker", "unfreeze_slider"],
+}
+_WHERE = {name: module for module, names in _LESSON.items() for name in names}
+_MODULES = {"costs"}  # lesson modules exported whole: ``tl.costs.conv2d_cost``
+
+__all__ = sorted(_WHERE) + sorted(_MODULES)  # noqa: PLE0605 (built from the table above)
 
 
+def __getattr__(name: str):
+    """PEP 562: load ``tl.<name>`` from its lesson module on first use."""
+    if name not in _WHERE and name not in _MODULES:
+        raise AttributeError(f"module 'tlcourse' has no attribute {name!r}")
+    from .lesson.config import quiet_tensorflow
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and probe its devices with fd 2 muted: TF 2.21 writes C++ start-up lines there
-    (oneDNN, CUDA probing) whatever TF_CPP_MIN_LOG_LEVEL says, and a notebook shows them in red."""
-    import sys
-
-    from .lesson.config import native_stderr_muted
-
-    if "tensorflow" not in sys.modules:
-        _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with native_stderr_muted():
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
+    quiet_tensorflow()
+    if name in _MODULES:
+        value = importlib.import_module(f".lesson.{name}", __name__)
+    else:
+        value = getattr(importlib.import_module(f".lesson.{_WHERE[name]}", __name__), name)
+    globals()[name] = value  # the next read does not come here
+    return value
 
 
-# Set once, for every notebook: quiet start-up, and no "retracing" warnings when several
-# models predict in one kernel. Errors still show.
-_import_tensorflow_quietly()
-_logging.getLogger("tensorflow").setLevel(_logging.ERROR)
-_warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
-
-from .lesson import costs  # noqa: E402
-from .lesson.cam import cam_parts, class_activation_maps, show_cam  # noqa: E402
-from .lesson.config import build_dir, data_dir, fast_mode, native_stderr_muted, pick, set_seed  # noqa: E402
-from .lesson.data import augmentation, flowers_splits  # noqa: E402
-from .lesson.errors import TLCourseError  # noqa: E402
-from .lesson.imagenet import (class_names, classify, labelled_photos, prepare_image,  # noqa: E402
-                              sample_photos, search_classes, true_label)
-from .lesson.ondevice import run_tflite  # noqa: E402
-from .lesson.plots import (feature_maps, plot_history, scatter_classes, show_image,  # noqa: E402
-                           show_misclassified, show_top5)
-from .lesson.report import record  # noqa: E402
-from .lesson.stats import accuracy, compare, mcnemar, verdict  # noqa: E402
-from .lesson.train import (block_of, count_params, differential_optimizer, find_base,  # noqa: E402
-                           layer_groups, predictions, save_model, train_head, unfreeze_from,
-                           unfreeze_table)
-from .lesson.widgets import REOPEN_HINT, cost_explorer, photo_picker, unfreeze_slider  # noqa: E402
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

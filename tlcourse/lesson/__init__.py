@@ -1,5 +1,6 @@
-"""The lesson side: what notebooks import (as ``import tlcourse as tl``). Never imports
-``tlcourse.course``.
+"""The lesson side: what notebooks import (as ``import tlcourse as tl``).
+
+Never imports ``tlcourse.course``.
 
 - ``config``   fast mode, seeds, where files live (every notebook)
 - ``errors``   the one error type

@@ -1,11 +1,14 @@
-"""The fast-mode switch, seeds, and where files live (every notebook, first cell)."""
+"""The fast-mode switch, seeds, where files live, and TensorFlow set up quietly (every notebook)."""
+
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,27 @@ def fast_mode() -> bool:
     if value in ("1", "true", "yes", "on"):
         return True
     raise ValueError(f"{FAST_ENV}={value!r}: use 1 (fast, for CI) or 0 (full, for a course).")
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow once, quietly, before a notebook's own ``import keras``.
+
+    TensorFlow 2.21 writes C++ start-up lines (oneDNN, CUDA probing) to file descriptor 2 whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says, and a notebook shows them in red: they are muted while it loads
+    and probes its devices. Its Python logger is set to show errors only, and Keras's warning that
+    ``fit``'s default ``shuffle=True`` is ignored for a ``tf.data.Dataset`` (which shuffles itself)
+    is filtered. Errors still show. ``tl.<name>`` calls this before loading any lesson module.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with native_stderr_muted():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    warnings.filterwarnings(
+        "ignore", message=r"`shuffle=True` was passed, but will be ignored", module="keras"
+    )
 
 
 def pick(full, fast):
@@ -40,8 +64,12 @@ def set_seed(seed: int = 42) -> int:
 
 
 def project_root() -> Path:
-    """The folder holding ``notebooks/`` and ``data/``: the checkout, or the nearest one above
-    the current folder (for a non-editable install)."""
+    """The folder holding ``notebooks/`` and ``data/``.
+
+    That is the checkout the package was installed from (editable), else the nearest folder at
+    or above the current one that holds both (a non-editable install, run from the course's
+    folder), else the current folder.
+    """
     here = Path(__file__).resolve().parents[2]
     if (here / "notebooks").is_dir():
         return here
@@ -60,10 +88,17 @@ def data_dir() -> Path:
 
 
 def build_dir(*parts: str) -> Path:
-    """Where this run writes: ``build/`` in full mode, ``build-fast/`` in fast mode, or
-    ``TLCOURSE_BUILD`` (tests); so a fast run never overwrites the lecture build."""
+    """Where this run writes:
+
+    ``build/`` in full mode, ``build-fast/`` in fast mode, or ``TLCOURSE_BUILD`` (tests, a hub's
+    home folder).
+
+    A fast run never overwrites the lecture build. ``parts``: a folder inside it, created.
+    """
     override = os.environ.get("TLCOURSE_BUILD")
-    root = Path(override) if override else project_root() / ("build-fast" if fast_mode() else "build")
+    root = (
+        Path(override) if override else project_root() / ("build-fast" if fast_mode() else "build")
+    )
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -71,11 +106,16 @@ def build_dir(*parts: str) -> Path:
 
 @contextlib.contextmanager
 def atomic_write(dest):
-    """Yield a temporary path beside ``dest`` (same suffix); it becomes ``dest`` only if the
-    block finishes, so a crash never leaves a half-written file where it will be trusted."""
+    """Yield a temporary path beside ``dest`` (same suffix) to write to.
+
+    It becomes ``dest`` only if the block finishes, so a crash never leaves a half-written file
+    where it will be trusted.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}", dir=dest.parent
+    )
     os.close(fd)
     tmp = Path(name)
     try:
@@ -88,10 +128,14 @@ def atomic_write(dest):
 
 @contextlib.contextmanager
 def native_stderr_muted():
-    """Mute what compiled code writes to file descriptor 2 (TensorFlow's C++ start-up lines, the TFLite
-    converter's progress); Python exceptions still show, printed after the block."""
+    """Mute what compiled code writes to file descriptor 2 inside the block.
+
+    That is TensorFlow's C++ start-up lines and the TFLite converter's progress; Python exceptions
+    still show, printed after the block.
+    """
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
         yield

@@ -1,6 +1,9 @@
 """The flowers as train / validation / test folders, and the course's augmentation (03-05).
+
 ``make setup`` provisions the folders (clean images only); a lesson reads them with
-``keras.utils.image_dataset_from_directory``."""
+``keras.utils.image_dataset_from_directory``.
+"""
+
 from __future__ import annotations
 
 import json
@@ -21,6 +24,7 @@ def split_name(seed: int, per_class: int) -> str:
 @dataclass
 class Splits:
     """Where the split folders are (``root/{train,val,test}/<class>/``) and what they hold."""
+
     root: Path
     class_names: list
     counts: dict  # split -> class -> photos
@@ -53,9 +57,12 @@ class Splits:
 
 
 def flowers_splits(per_class: int | None = None, seed: int = 42) -> Splits:
-    """The provisioned flowers split: per class, ``per_class`` photos cut 80/10/10 into train,
-    validation and test (seeded, stratified); with the full archive in full mode the test
-    folder also takes every photo left over. ``per_class`` defaults to ``pick(200, 40)``."""
+    """The provisioned flowers split.
+
+    Per class, ``per_class`` photos cut 80/10/10 into train, validation and test (seeded,
+    stratified); with the full archive in full mode the test folder also takes every photo left
+    over. ``per_class`` defaults to ``pick(200, 40)``.
+    """
     per_class = pick(full=200, fast=40) if per_class is None else per_class
     root = data_dir() / "splits" / split_name(seed, per_class)
     try:
@@ -70,12 +77,18 @@ def flowers_splits(per_class: int | None = None, seed: int = 42) -> Splits:
 
 
 def augmentation(seed: int = 42):
-    """The lecture's ``ImageDataGenerator(horizontal_flip=True, rotation_range=45,
-    zoom_range=[0.8, 1.0])`` as Keras preprocessing layers, active only in training (03)."""
+    """The lecture's data augmentation as Keras preprocessing layers, active only in training (03).
+
+    The lecture's ``ImageDataGenerator(horizontal_flip=True, rotation_range=45,
+    zoom_range=[0.8, 1.0])``: a random flip, rotation and zoom.
+    """
     import keras
 
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(45 / 360, fill_mode="nearest", seed=seed + 1),
-        keras.layers.RandomZoom((-0.2, 0.0), fill_mode="nearest", seed=seed + 2),
-    ], name="augmentation")
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(45 / 360, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomZoom((-0.2, 0.0), fill_mode="nearest", seed=seed + 2),
+        ],
+        name="augmentation",
+    )

@@ -1,9 +1,21 @@
-"""Run a ``.tflite`` model as a phone app does (08): LiteRT in a fresh process where TensorFlow
-and Keras cannot be imported, one photo per call (``set_tensor``, ``invoke``, ``get_tensor``),
-each call timed by the wall clock after a few untimed warm-up calls."""
+"""Run a ``.tflite`` model the way a phone app does: LiteRT, batch 1, no TensorFlow (08).
+
+A phone ships the LiteRT runtime and the ``.tflite`` file, nothing else. :func:`run_tflite`
+reproduces that on this machine: it starts a fresh Python process
+(``python -m tlcourse.lesson.ondevice``) that blocks TensorFlow and Keras from being imported,
+loads the file with ``ai_edge_litert.interpreter.Interpreter``, classifies each photo on its own
+(batch 1) and times every call. The process reports which modules it loaded, so the notebook can
+show that TensorFlow was never there.
+
+Timing: one *latency* is one photo through ``set_tensor``, ``invoke`` and ``get_tensor``, the
+work an app does per camera frame. A few untimed calls come first (the first calls allocate and
+warm caches). Time is wall-clock, so other programs on the machine add noise: read the median,
+and the spread between the 25th and 75th percentiles.
+"""
+
 from __future__ import annotations
 
-# Only the standard library and NumPy at module level: the worker process loads this file.
+# Only the standard library and NumPy at module level: the worker process runs this file.
 import json
 import subprocess
 import sys
@@ -15,25 +27,20 @@ from pathlib import Path
 import numpy as np
 
 BLOCKED = ("tensorflow", "keras", "tf_keras")  # what a phone does not have
-_WORKER = (  # loads this file by path, so the tlcourse package (which imports Keras) is never run
-    "import importlib.util, sys; "
-    "spec = importlib.util.spec_from_file_location('tlcourse_ondevice_worker', sys.argv[1]); "
-    "module = sys.modules[spec.name] = importlib.util.module_from_spec(spec); "
-    "spec.loader.exec_module(module); "
-    "module._serve(sys.argv[2], sys.argv[3])"
-)
+NOT_INSTALLED = "LiteRT is not installed"  # the worker's first line when ai_edge_litert is missing
 
 
 @dataclass
 class LiteRTRun:
     """What :func:`run_tflite` measured for one ``.tflite`` file at one thread count."""
+
     path: Path
     threads: int
     probabilities: np.ndarray  # (n_photos, n_classes), dequantised to [0, 1]
-    latencies_ms: np.ndarray   # one per timed call, in milliseconds
-    input_dtype: str           # "float32", or "uint8" for a full-integer model
+    latencies_ms: np.ndarray  # one per timed call, in milliseconds
+    input_dtype: str  # "float32", or "uint8" for a full-integer model
     input_quantization: tuple  # (scale, zero point): pixel = scale * (q - zero); (0.0, 0) if float
-    modules: list              # top-level packages the worker process had loaded
+    modules: list  # top-level packages the worker process had loaded
 
     @property
     def predictions(self) -> np.ndarray:
@@ -45,10 +52,23 @@ class LiteRTRun:
         return any(name in self.modules for name in BLOCKED)
 
 
-def run_tflite(model_path, images, threads: int = 1, runs: int | None = None, warmup: int = 3,
-               timeout: float = 600) -> LiteRTRun:
-    """Classify ``images`` (``(n, h, w, 3)`` raw pixels, 0-255) one at a time with LiteRT in a process
-    without TensorFlow; ``runs`` calls timed (default one per photo) after ``warmup`` untimed ones."""
+def run_tflite(
+    model_path,
+    images,
+    threads: int = 1,
+    runs: int | None = None,
+    warmup: int = 3,
+    timeout: float = 600,
+) -> LiteRTRun:
+    """Classify ``images`` one at a time with LiteRT in a process without TensorFlow.
+
+    ``images``: an array ``(n, height, width, 3)`` of raw pixels (0-255), as the course's models
+    take them. A full-integer model (uint8 input) gets them quantised with its input's scale and
+    zero point, ``q = round(pixel / scale + zero)``, clipped to 0-255; its uint8 outputs come back
+    dequantised to probabilities. Every photo is classified once, in order, and ``runs`` calls are
+    timed (default: one per photo; more cycle through the photos again) after ``warmup`` untimed
+    ones, on ``threads`` interpreter threads.
+    """
     from .errors import TLCourseError
 
     path = Path(model_path)
@@ -56,32 +76,53 @@ def run_tflite(model_path, images, threads: int = 1, runs: int | None = None, wa
         raise TLCourseError(f"No model file at {path}: export it first (notebook 08).")
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must be a non-empty batch (n, height, width, channels), "
-                         f"got shape {images.shape}")
+        raise ValueError(
+            "images must be a non-empty batch (n, height, width, channels), "
+            f"got shape {images.shape}"
+        )
     runs = len(images) if runs is None else int(runs)
+    config = {
+        "model": str(path.resolve()),
+        "threads": int(threads),
+        "runs": runs,
+        "warmup": int(warmup),
+    }
     with tempfile.TemporaryDirectory(prefix="litert-") as tmp:
-        request, result = Path(tmp) / "request.npz", Path(tmp) / "result.npz"
-        np.savez(request, images=images, config=json.dumps(
-            {"model": str(path.resolve()), "threads": int(threads), "runs": runs,
-             "warmup": int(warmup)}))
+        request = Path(tmp) / "request.npz"
+        result = Path(tmp) / "result.npz"
+        np.savez(request, images=images, config=json.dumps(config))
+        command = [sys.executable, "-m", __name__, str(request), str(result)]
         try:
-            done = subprocess.run([sys.executable, "-c", _WORKER, __file__, str(request), str(result)],
-                                  capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired:
-            raise TLCourseError(f"LiteRT did not finish {path.name} within {timeout:.0f} s.") from None
+            raise TLCourseError(
+                f"LiteRT did not finish {path.name} within {timeout:.0f} s."
+            ) from None
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise TLCourseError(f"LiteRT could not run {path}: {last}\n"
-                                "Is ai-edge-litert installed (`pip install ai-edge-litert`)?")
+            lines = done.stderr.strip().splitlines() or ["(no message)"]
+            if lines[0].startswith(NOT_INSTALLED):
+                raise TLCourseError(
+                    f"{lines[0]} in this environment ({sys.executable}): "
+                    "`pip install ai-edge-litert`, then run again."
+                )
+            raise TLCourseError(f"LiteRT could not run {path}: {lines[-1]}")
         with np.load(result) as out:
             info = json.loads(str(out["info"]))
-            return LiteRTRun(path=path, threads=int(threads), probabilities=out["probabilities"],
-                             latencies_ms=out["latencies_ms"], input_dtype=info["input_dtype"],
-                             input_quantization=tuple(info["input_quantization"]),
-                             modules=info["modules"])
+            return LiteRTRun(
+                path=path,
+                threads=int(threads),
+                probabilities=out["probabilities"],
+                latencies_ms=out["latencies_ms"],
+                input_dtype=info["input_dtype"],
+                input_quantization=tuple(info["input_quantization"]),
+                modules=info["modules"],
+            )
 
 
 # ----------------------------------------------------------------------------- the worker
+
 
 def _block_tensorflow() -> None:
     """Make ``import tensorflow`` (and Keras) fail in this process, as on a phone."""
@@ -92,15 +133,21 @@ def _block_tensorflow() -> None:
 def _serve(request: str, result: str) -> None:
     """The worker process: run the request with LiteRT, write probabilities and latencies."""
     _block_tensorflow()
-    from ai_edge_litert.interpreter import Interpreter
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ModuleNotFoundError as exc:
+        sys.exit(f"{NOT_INSTALLED} ({exc})")
 
     with np.load(request) as req:
-        images, config = req["images"], json.loads(str(req["config"]))
+        images = req["images"]
+        config = json.loads(str(req["config"]))
     interpreter = Interpreter(model_path=config["model"], num_threads=config["threads"])
-    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"],
-                                    [1, *images.shape[1:]])
+    interpreter.resize_tensor_input(
+        interpreter.get_input_details()[0]["index"], [1, *images.shape[1:]]
+    )
     interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
 
     def to_input(image):
         scale, zero = inp["quantization"]
@@ -117,7 +164,8 @@ def _serve(request: str, result: str) -> None:
     inputs = [to_input(image) for image in images]
     for i in range(config["warmup"]):
         classify(inputs[i % len(inputs)])
-    raw, latencies = [], []
+    raw = []
+    latencies = []
     for i in range(max(len(inputs), config["runs"])):
         start = time.perf_counter()
         y = classify(inputs[i % len(inputs)])
@@ -128,9 +176,27 @@ def _serve(request: str, result: str) -> None:
     raw = np.stack(raw)
     scale, zero = out["quantization"]
     probabilities = (raw.astype(np.float32) - zero) * scale if scale else raw.astype(np.float32)
-    modules = sorted({name.split(".")[0] for name, m in sys.modules.items()
-                      if m is not None and name != __name__})
-    np.savez(result, probabilities=probabilities, latencies_ms=np.array(latencies),
-             info=json.dumps({"input_dtype": np.dtype(inp["dtype"]).name, "modules": modules,
-                              "input_quantization": [float(inp["quantization"][0]),
-                                                     int(inp["quantization"][1])]}))
+    modules = sorted(
+        {
+            name.split(".")[0]
+            for name, m in sys.modules.items()
+            if m is not None and name != __name__
+        }
+    )
+    np.savez(
+        result,
+        probabilities=probabilities,
+        latencies_ms=np.array(latencies),
+        info=json.dumps(
+            {
+                "input_dtype": np.dtype(inp["dtype"]).name,
+                "modules": modules,
+                "input_quantization": [float(inp["quantization"][0]), int(inp["quantization"][1])],
+            }
+        ),
+    )
+
+
+if __name__ == "__main__":  # the worker: python -m tlcourse.lesson.ondevice REQUEST RESULT
+    _block_tensorflow()
+    _serve(sys.argv[1], sys.argv[2])

@@ -1,25 +1,42 @@
-"""The course's one plotting style and its recurring figures (each returns its Figure)."""
+"""The course's one plotting style and its recurring figures (each returns its Figure).
+
+Every plot helper takes the data first and ``ax=None`` (or ``axes=None``) last: without axes it
+makes its own figure. A notebook applies the style once, with ``tl.use_course_style()``.
+"""
+
 from __future__ import annotations
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-COURSE_STYLE = {"figure.figsize": (7.0, 4.0), "figure.dpi": 96, "savefig.dpi": 96, "axes.grid": True,
-                "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
-                "axes.titlesize": 11, "axes.labelsize": 10, "legend.frameon": False, "image.cmap": "viridis"}
+COURSE_STYLE = {
+    "figure.figsize": (7.0, 4.0),
+    "figure.dpi": 96,
+    "savefig.dpi": 96,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+}
 
 
 def use_course_style() -> None:
-    """Apply the course's matplotlib settings (idempotent)."""
+    """Apply the course's matplotlib settings to every figure that follows (idempotent)."""
     mpl.rcParams.update(COURSE_STYLE)
 
 
-use_course_style()
+def show_image(image, title: str | None = None, ax=None):
+    """Draw an RGB image without axes; returns the Figure.
 
-
-def show_image(ax, image, title: str | None = None) -> None:
-    """Draw an RGB image (uint8 or float in [0, 255] or [0, 1]) without axes."""
+    ``image``: uint8, or floats in [0, 255] or [0, 1].
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = image / 255.0 if image.max() > 1.0 else image
@@ -28,12 +45,15 @@ def show_image(ax, image, title: str | None = None) -> None:
     ax.set_axis_off()
     if title:
         ax.set_title(title)
+    return ax.figure
 
 
 def show_top5(image, top5, title: str | None = None, axes=None):
     """A photo beside a horizontal bar chart of its top-5 ``decode_predictions``.
-    ``image``: a path or an array; ``top5``: ``[(wnid, label, probability), ...]``.
-    Returns the Figure."""
+
+    ``image``: a path or an array; ``top5``: ``[(wnid, label, probability), ...]``. Returns the
+    Figure.
+    """
     from PIL import Image
 
     if axes is None:
@@ -43,7 +63,7 @@ def show_top5(image, top5, title: str | None = None, axes=None):
     if not isinstance(image, np.ndarray):
         with Image.open(image) as img:
             image = np.asarray(img.convert("RGB"))
-    show_image(axes[0], image, title)
+    show_image(image, title, ax=axes[0])
     labels = [label.replace("_", " ") for _, label, _ in top5][::-1]
     probs = [p for _, _, p in top5][::-1]
     axes[1].barh(labels, probs, color="C0")
@@ -87,7 +107,9 @@ def feature_maps(activations, title: str = "", n: int = 16, cols: int = 8):
 
 def plot_history(history, title: str = "", metrics=("accuracy", "loss"), mark_epoch=None):
     """Learning curves (train and validation) from a Keras ``History`` or its ``.history`` dict.
-    ``mark_epoch``: draw a vertical line there (e.g. the epoch early stopping restored)."""
+
+    ``mark_epoch``: draw a vertical line there (e.g. the epoch early stopping restored).
+    """
     h = history.history if hasattr(history, "history") else history
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4))
     axes = np.atleast_1d(axes)
@@ -106,8 +128,13 @@ def plot_history(history, title: str = "", metrics=("accuracy", "loss"), mark_ep
     return fig
 
 
-def show_misclassified(paths, labels, probabilities, class_names, max_images: int = 8, ncols: int = 4):
-    """The misclassified photos, most confident mistake first: true class, predicted, confidence."""
+def show_misclassified(
+    paths, labels, probabilities, class_names, max_images: int = 8, ncols: int = 4
+):
+    """The misclassified photos, the most confident mistake first; returns the Figure.
+
+    Each is titled with its true class, the predicted one and the confidence.
+    """
     from PIL import Image
 
     predicted = probabilities.argmax(axis=1)
@@ -125,8 +152,11 @@ def show_misclassified(paths, labels, probabilities, class_names, max_images: in
         ax.set_axis_off()
     for ax, i in zip(axes.flat, wrong):
         with Image.open(paths[i]) as img:
-            show_image(ax, np.asarray(img.convert("RGB")))
-        ax.set_title(f"true: {class_names[labels[i]]}\npred: {class_names[predicted[i]]} "
-                     f"({probabilities[i, predicted[i]]:.0%})", fontsize=9)
+            show_image(np.asarray(img.convert("RGB")), ax=ax)
+        ax.set_title(
+            f"true: {class_names[labels[i]]}\npred: {class_names[predicted[i]]} "
+            f"({probabilities[i, predicted[i]]:.0%})",
+            fontsize=9,
+        )
     fig.tight_layout()
     return fig

@@ -1,4 +1,5 @@
 """Headline numbers: each notebook records what it measured; ``make run`` summarises them."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ def peak_memory_mib() -> float:
 def record(notebook: str, **numbers):
     """Merge ``numbers`` into ``<build>/results/<notebook>.json`` with the kernel's peak memory.
 
-    Values must be JSON-serialisable. Returns the numbers as a one-column pandas table."""
+    Values must be JSON-serialisable. Returns the numbers as a one-column pandas table.
+    """
     import pandas as pd
 
     path = build_dir("results") / f"{notebook}.json"
@@ -27,4 +29,6 @@ def record(notebook: str, **numbers):
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
     shown = {k: v for k, v in results.items() if not isinstance(v, (dict, list))}
-    return pd.DataFrame({"value": pd.Series(shown, dtype=object)}).rename_axis(f"{notebook}: recorded")
+    return pd.DataFrame({"value": pd.Series(shown, dtype=object)}).rename_axis(
+        f"{notebook}: recorded"
+    )

@@ -1,5 +1,9 @@
-"""The notebooks' interactive views (ipywidgets 8): 01's photo picker, 05's unfreeze slider,
-06's cost explorer. Each returns a widget; the lesson's Keras calls stay in the notebook."""
+"""The notebooks' interactive views (ipywidgets 8).
+
+01's photo picker, 05's unfreeze slider, 06's cost explorer. Each returns a widget; the lesson's
+Keras calls stay in the notebook.
+"""
+
 from __future__ import annotations
 
 import tempfile
@@ -11,13 +15,14 @@ from IPython.display import display
 
 from .errors import TLCourseError
 
-REOPEN_HINT = "(A widget shows here only while its kernel runs: run the cell to use it.)"
-
 
 def photo_picker(model, photos: dict):
-    """A dropdown of sample photos and an upload button; shows the photo beside its top-5 (01); an
-    upload that is not an image gets one line naming it. ``model``: an ImageNet classifier;
-    ``photos``: name -> path, e.g. :func:`~tlcourse.lesson.imagenet.sample_photos`."""
+    """A dropdown of sample photos and an upload button.
+
+    Shows the photo beside its top-5 (01); an upload that is not an image gets one line naming it.
+    ``model``: an ImageNet classifier; ``photos``: name -> path, e.g.
+    :func:`~tlcourse.lesson.imagenet.sample_photos`.
+    """
     from .imagenet import classify
     from .plots import show_top5
 
@@ -55,19 +60,27 @@ def photo_picker(model, photos: dict):
 
 def unfreeze_slider(base, value: int = 10):
     """A slider "unfreeze from block" 0..14 showing how many base parameters become trainable.
-    It only shows the cost; apply a choice with ``unfreeze_from(base, slider.value)``."""
+
+    It only shows the cost; apply a choice with ``unfreeze_from(base, slider.value)``.
+    """
     from .train import N_BLOCKS, count_params, unfreeze_table
 
     table, total = unfreeze_table(base), count_params(base.weights)
-    slider = widgets.IntSlider(value=value, min=0, max=N_BLOCKS, description="unfreeze from",
-                               style={"description_width": "initial"})
+    slider = widgets.IntSlider(
+        value=value,
+        min=0,
+        max=N_BLOCKS,
+        description="unfreeze from",
+        style={"description_width": "initial"},
+    )
     label = widgets.HTML()
 
     def update(change=None):
         b = slider.value
         which = "nothing (head only)" if b == N_BLOCKS else f"blocks {b}-13"
-        label.value = (f"{which}: {table[b]:,} of {total:,} base parameters trainable "
-                       f"({table[b] / total:.1%})")
+        label.value = (
+            f"{which}: {table[b]:,} of {total:,} base parameters trainable ({table[b] / total:.1%})"
+        )
 
     slider.observe(update, names="value")
     update()
@@ -86,7 +99,13 @@ def cost_explorer(d_k: int = 3, m: int = 32, n: int = 64, d_f: int = 112):
         plt.close(fig)
 
     layout = widgets.Layout(width="420px")
-    sliders = {name: widgets.IntSlider(value, min=1, max=top, description=label, layout=layout)
-               for name, value, top, label in [("d_k", d_k, 11, "D_K"), ("m", m, 1024, "M"),
-                                               ("n", n, 1024, "N"), ("d_f", d_f, 224, "D_F")]}
+    sliders = {
+        name: widgets.IntSlider(value, min=1, max=top, description=label, layout=layout)
+        for name, value, top, label in [
+            ("d_k", d_k, 11, "D_K"),
+            ("m", m, 1024, "M"),
+            ("n", n, 1024, "N"),
+            ("d_f", d_f, 224, "D_F"),
+        ]
+    }
     return widgets.interactive(show, **sliders)
