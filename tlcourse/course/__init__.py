@@ -1,2 +1,5 @@
-"""The course side: what ``make`` runs (provisioning, the lecture build, the course site,
-homework). It may import ``tlcourse.lesson``; a lesson never imports it."""
+"""The course side.
+
+What ``make`` runs (provisioning, the lecture build, the course site, homework). It may import
+``tlcourse.lesson``; a lesson never imports it.
+"""

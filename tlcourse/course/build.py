@@ -86,7 +86,9 @@ def execute(
     # The kernel talks over Unix sockets in a folder of its own, not TCP ports: two runs side by
     # side (the test suite's workers) cannot pick the same port.
     with tempfile.TemporaryDirectory(prefix="tlcourse-kernel-") as sockets:
-        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        kernel = KernelManager(
+            kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel")
+        )
         client = NotebookClient(
             notebook,
             km=kernel,
@@ -100,7 +102,9 @@ def execute(
             with client.setup_kernel(env=env if env is not None else dict(os.environ)):
                 try:
                     for index, cell in enumerate(notebook.cells):
-                        client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                        client.execute_cell(
+                            cell, index, execution_count=client.code_cells_executed + 1
+                        )
                 except Exception as exc:  # CellExecutionError, timeouts, a dead kernel
                     lines = str(exc).strip().splitlines() or [type(exc).__name__]
                     error = lines[-1][:300]
@@ -108,7 +112,9 @@ def execute(
                 client.set_widgets_metadata()
                 saved = out_dir / path.name
                 nbformat.write(notebook, saved)
-                executed = copy.deepcopy(notebook)  # as saved: what ``then`` runs does not change it
+                executed = copy.deepcopy(
+                    notebook
+                )  # as saved: what ``then`` runs does not change it
                 if then is not None and not error:
                     then(client, notebook)
         finally:
@@ -129,7 +135,13 @@ def summary_row(path: Path, run: Executed, out_dir: Path) -> dict:
     results_file = out_dir / "results" / f"{path.stem}.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     mode = "fast" if fast_mode() else "full"
-    return {"notebook": path.stem, "ok": run.ok, "seconds": round(run.seconds), "mode": mode, **results}
+    return {
+        "notebook": path.stem,
+        "ok": run.ok,
+        "seconds": round(run.seconds),
+        "mode": mode,
+        **results,
+    }
 
 
 def write_summary(rows: list[dict], out_dir: Path) -> None:

@@ -1,8 +1,12 @@
-"""Homework with nbgrader (``make homework``): the exercises' markers checked, and nbgrader's API
-driven on a course folder (``<build>/nbgrader``), one assignment per notebook.
+"""Homework with nbgrader (``make homework``).
 
-    python -m tlcourse.course.homework             # student versions into <build>/release/
-    python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback"""
+The exercises' markers checked, and nbgrader's API driven on a course folder (``<build>/nbgrader``),
+one assignment per notebook.
+
+python -m tlcourse.course.homework             # student versions into <build>/release/
+python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback
+"""
+
 import copy
 import os
 import re
@@ -12,11 +16,14 @@ import time
 from pathlib import Path
 
 from ..lesson.config import build_dir
+from ..lesson.errors import TLCourseError
 from .build import notebooks as source_notebooks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-_REGION = r"^([ \t]*)### BEGIN ({})[ \t]*$.*?^[ \t]*### END \2[ \t]*$"  # re.M | re.S; group 1: the indent
+_REGION = (
+    r"^([ \t]*)### BEGIN ({})[ \t]*$.*?^[ \t]*### END \2[ \t]*$"  # re.M | re.S; group 1: the indent
+)
 
 
 def nbgrader_meta(cell) -> dict:
@@ -29,60 +36,65 @@ def graded_cells(nb) -> list:
     return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
 
 
-def _regions(source: str, begin: str, end: str) -> list[list[str]]:
-    """The lines (stripped) between ``begin`` and ``end`` markers in ``source``; ValueError if unbalanced."""
-    lines = [line.strip() for line in source.splitlines()]
-    marks = [i for i, line in enumerate(lines) if line in (begin, end)]
-    for k, i in enumerate(marks):
-        if lines[i] != (end if k % 2 else begin):
-            raise ValueError(f"nested {begin!r}" if lines[i] == begin else f"{end!r} without {begin!r}")
-    if len(marks) % 2:
-        raise ValueError(f"{begin!r} without {end!r}")
-    return [lines[a + 1:b] for a, b in zip(marks[::2], marks[1::2])]
-
-
 def check_notebook(nb, name: str = "notebook") -> list[str]:
-    """Problems with the exercises of ``nb`` (called ``name`` in them); empty when all is well."""
-    problems, ids = [], set()
+    """Problems with the exercises of ``nb`` (called ``name`` in them); empty when all is well.
+
+    nbgrader's own preprocessors, as ``generate_assignment`` runs them, check the cell metadata
+    (schema version, grade ids, points, duplicates), the solution and hidden-test markers (each
+    region closed, each inside a solution or graded cell). Two course rules follow: a graded cell
+    is worth some points, and every notebook has at least one graded exercise.
+    """
+    from nbgrader.nbgraderformat import MetadataValidator
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    def metadata(nb, resources):  # what generate_assignment's CheckCellMetadata runs
+        MetadataValidator().validate_nb(nb)
+
+    steps = {
+        "metadata": metadata,
+        "solutions": ClearSolutions().preprocess,
+        "hidden tests": ClearHiddenTests().preprocess,
+    }
+    problems = []
+    for what, step in steps.items():
+        try:
+            step(copy.deepcopy(nb), {})
+        except Exception as exc:  # nbgrader's ValidationError, RuntimeError, ValueError
+            problems.append(f"{name}, {what}: {exc}")
     for i, cell in enumerate(nb.cells):
-        meta, where = nbgrader_meta(cell), f"{name} cell {i}"
-        found = {}
-        for begin, end in ((BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN)):
-            try:
-                found[begin] = _regions(cell.source, begin, end)
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
-                found[begin] = [[]] if begin == BEGIN_SOLUTION else []  # broken solution markers count
-        gid, points = meta.get("grade_id"), meta.get("points")
-        valid_id = isinstance(gid, str) and bool(re.fullmatch(r"[A-Za-z0-9_-]+", gid))
-        checks = {"solution markers in a cell not marked as a solution":
-                  found[BEGIN_SOLUTION] and not meta.get("solution"),
-                  "hidden tests in a cell that is not graded": found[BEGIN_HIDDEN] and not meta.get("grade"),
-                  f"grade_id {gid!r} missing or not [A-Za-z0-9_-]": meta and not valid_id,
-                  f"grade_id {gid!r} used twice": meta and valid_id and gid in ids,
-                  "nbgrader schema_version must be 3": meta and meta.get("schema_version") != 3,
-                  "graded cell without positive points": meta.get("grade") and not (
-                      isinstance(points, (int, float)) and points > 0),
-                  f"solution cell without {BEGIN_SOLUTION!r}":
-                  meta.get("solution") and cell.cell_type == "code" and not found[BEGIN_SOLUTION]}
-        problems += [f"{where}: {problem}" for problem, bad in checks.items() if bad]
-        if meta:
-            ids.add(gid)
-    return problems + ([] if graded_cells(nb) else [f"{name}: no graded exercise"])
+        meta = nbgrader_meta(cell)
+        points = meta.get("points")
+        if meta.get("grade") and not (isinstance(points, (int, float)) and points > 0):
+            problems.append(f"{name} cell {i}: a graded cell without positive points")
+    if not graded_cells(nb):
+        problems.append(f"{name}: no graded exercise")
+    return problems
 
 
 def _api(root: Path):
-    """nbgrader's API on the course folder ``root`` (its config also in ``root/nbgrader_config.py``)."""
+    """nbgrader's API on the course folder ``root`` (configured as its nbgrader_config.py says)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
+
     root.mkdir(parents=True, exist_ok=True)
-    settings = {"CourseDirectory": {"course_id": "tlcourse",
-                                    "ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"]},
-                "ClearSolutions": {"code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}},
-                "ExecutePreprocessor": {"timeout": 1800}}
-    (root / "nbgrader_config.py").write_text("c = get_config()  # noqa\n" + "".join(
-        f"c.{section}.{key} = {value!r}\n" for section, items in settings.items() for key, value in
-        items.items()))
+    settings = {
+        "CourseDirectory": {
+            "course_id": "tlcourse",
+            "ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"],
+        },
+        "ClearSolutions": {
+            "code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+        },
+        "ExecutePreprocessor": {"timeout": 1800},
+    }
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()  # noqa\n"
+        + "".join(
+            f"c.{section}.{key} = {value!r}\n"
+            for section, items in settings.items()
+            for key, value in items.items()
+        )
+    )
     config = Config(settings)
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
@@ -94,20 +106,31 @@ def _api(root: Path):
 
 
 def _run(step: str, result: dict) -> None:
+    """Raise a TLCourseError with nbgrader's last log lines unless its ``result`` says success."""
     if not result["success"]:
-        raise RuntimeError(f"nbgrader {step} failed:\n{result.get('error') or result.get('log')}")
+        text = (result.get("error") or result.get("log") or "no message").strip().splitlines()
+        last = [line for line in text if line.strip()][-6:]
+        raise TLCourseError(f"nbgrader {step} failed:\n  " + "\n  ".join(last))
 
 
 def generate(root: Path, notebooks=None) -> list[Path]:
-    """nbgrader's ``generate_assignment`` for each of ``notebooks`` with exercises: the student versions."""
+    """Run nbgrader's ``generate_assignment`` on each of ``notebooks`` with exercises.
+
+    Returns the student versions' paths.
+    """
     import nbformat
-    api, released = _api(root), []
+
+    api = _api(root)
+    released = []
     for nb_path in map(Path, notebooks or source_notebooks()):
         nb = nbformat.read(nb_path, as_version=4)
         if not graded_cells(nb):
             continue
-        if problems := check_notebook(nb, nb_path.name):
-            raise ValueError("; ".join(problems))
+        problems = check_notebook(nb, nb_path.name)
+        if problems:
+            raise TLCourseError(
+                "The exercises are not ready for nbgrader:\n  " + "\n  ".join(problems)
+            )
         (root / "source" / nb_path.stem).mkdir(parents=True, exist_ok=True)
         shutil.copy(nb_path, root / "source" / nb_path.stem / nb_path.name)
         _run(f"generate_assignment {nb_path.stem}", api.generate_assignment(nb_path.stem))
@@ -116,8 +139,11 @@ def generate(root: Path, notebooks=None) -> list[Path]:
 
 
 def fill(student_nb, source_nb, answers=None):
-    """A submission: ``student_nb`` with every solution cell answered as ``source_nb`` answers
-    it, except that ``answers[grade_id]`` (code or text) replaces that cell's solution."""
+    """A submission:
+
+    ``student_nb`` with every solution cell answered as ``source_nb`` answers it, except that
+    ``answers[grade_id]`` (code or text) replaces that cell's solution.
+    """
     source = {nbgrader_meta(c).get("grade_id"): c.source for c in source_nb.cells}
     nb = copy.deepcopy(student_nb)
     for cell in nb.cells:
@@ -125,16 +151,24 @@ def fill(student_nb, source_nb, answers=None):
         if nbgrader_meta(cell).get("solution") and gid in source:
             text = source[gid]
             if gid in (answers or {}):
-                text = re.sub(_REGION.format("SOLUTION"), lambda m: "\n".join(
-                    m[1] + line for line in answers[gid].splitlines()), text, flags=re.M | re.S)
-            cell.source = "\n".join(line for line in text.splitlines()
-                                    if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
+                answer = answers[gid]
+
+                def indented(region, answer=answer):  # the answer at the region's indentation
+                    return "\n".join(region[1] + line for line in answer.splitlines())
+
+                text = re.sub(_REGION.format("SOLUTION"), indented, text, flags=re.M | re.S)
+            cell.source = "\n".join(
+                line
+                for line in text.splitlines()
+                if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION)
+            )
     return nb
 
 
 def submit(root: Path, assignment: str, student: str, nb) -> Path:
     """Put ``nb`` where ``nbgrader collect`` would: ``root/submitted/<student>/<assignment>/``."""
     import nbformat
+
     folder = root / "submitted" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / f"{assignment}.ipynb")
@@ -143,49 +177,100 @@ def submit(root: Path, assignment: str, student: str, nb) -> Path:
 
 
 def autograde(root: Path, assignment: str, student: str) -> None:
-    """nbgrader's ``autograde``: hidden tests restored, the notebook run, scores into the gradebook."""
+    """Run nbgrader's ``autograde``: hidden tests restored, the notebook run, scores recorded."""
     _run(f"autograde {assignment} {student}", _api(root).autograde(assignment, student))
 
 
 def generate_feedback(root: Path, assignment: str, student: str) -> Path:
     """nbgrader's ``generate_feedback``: the graded notebook as HTML, in ``root/feedback/``."""
-    _run(f"generate_feedback {assignment} {student}", _api(root).generate_feedback(assignment, student))
+    _run(
+        f"generate_feedback {assignment} {student}",
+        _api(root).generate_feedback(assignment, student),
+    )
     return root / "feedback" / student / assignment / f"{assignment}.html"
 
 
 def scores(root: Path):
-    """Score and maximum per submission and graded cell, from the gradebook of ``root`` (a DataFrame)."""
+    """Score and maximum per submission and graded cell, from the gradebook, as a DataFrame."""
     import pandas as pd
     from nbgrader.api import Gradebook
+
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        return pd.DataFrame([{"assignment": a.name, "student": s.student.id, "cell": g.name, "score": g.score,
-                              "max_score": g.max_score, "needs_manual_grade": g.needs_manual_grade}
-                             for a in gb.assignments for s in a.submissions for n in s.notebooks
-                             for g in n.grades])
+        return pd.DataFrame(
+            [
+                {
+                    "assignment": a.name,
+                    "student": s.student.id,
+                    "cell": g.name,
+                    "score": g.score,
+                    "max_score": g.max_score,
+                    "needs_manual_grade": g.needs_manual_grade,
+                }
+                for a in gb.assignments
+                for s in a.submissions
+                for n in s.notebooks
+                for g in n.grades
+            ]
+        )
 
 
-def main(argv=None) -> int:
+def _autograde_all(root: Path) -> int:
+    """Autograde every submission in ``root/submitted/``, each on its own.
+
+    One that fails is reported in a line and the others are graded; returns the number that failed.
+    """
+    failed = 0
+    for folder in sorted((root / "submitted").glob("*/*")):
+        assignment, student = folder.name, folder.parent.name
+        try:
+            autograde(root, assignment, student)
+            print(f"  feedback: {generate_feedback(root, assignment, student)}")
+        except TLCourseError as exc:
+            failed += 1
+            print(f"  {student}, {assignment}: not graded. {exc}", file=sys.stderr)
+    table = scores(root)
+    if len(table):
+        print(table.groupby(["assignment", "student"])[["score", "max_score"]].sum().to_string())
+    return failed
+
+
+def _release(root: Path) -> None:
+    """Write the student versions and the instructor versions (outputs cleared).
+
+    Student versions go to ``<build>/release/``, instructor versions to ``<build>/instructor/``.
+    """
     import nbformat
     from nbconvert.preprocessors import ClearOutputPreprocessor
-    args = argv if argv is not None else sys.argv[1:]
-    root, start = build_dir("nbgrader"), time.perf_counter()
-    if args[:1] == ["autograde"]:
-        for folder in sorted((root / "submitted").glob("*/*")):
-            autograde(root, folder.name, folder.parent.name)
-            print(f"  feedback: {generate_feedback(root, folder.name, folder.parent.name)}")
-        print(scores(root).groupby(["assignment", "student"])[["score", "max_score"]].sum().to_string())
-        return 0
+
+    start = time.perf_counter()
     print("Generating homework with nbgrader")
     for student in generate(root):
         dest = build_dir("release") / student.parent.name
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(student.parent, dest)
-        source = nbformat.read(root / "source" / student.parent.name / student.name, as_version=4)
-        instructor, _ = ClearOutputPreprocessor().preprocess(source, {})
+        source_path = root / "source" / student.parent.name / student.name
+        instructor, _ = ClearOutputPreprocessor().preprocess(
+            nbformat.read(source_path, as_version=4), {}
+        )
         nbformat.write(instructor, build_dir("instructor") / student.name)
         print(f"  {student.stem:34s} {len(graded_cells(instructor))} graded cell(s)")
-    print(f"Student versions in {build_dir('release')}, instructor versions in "
-          f"{build_dir('instructor')}, course folder {root} ({time.perf_counter() - start:.1f} s)")
+    print(
+        f"Student versions in {build_dir('release')}, instructor versions in "
+        f"{build_dir('instructor')}, course folder {root} ({time.perf_counter() - start:.1f} s)"
+    )
+
+
+def main(argv=None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    root = build_dir("nbgrader")
+    try:
+        if args[:1] == ["autograde"]:
+            failed = _autograde_all(root)
+            return 1 if failed else 0
+        _release(root)
+    except TLCourseError as exc:
+        print(f"\nHomework: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
