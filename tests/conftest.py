@@ -36,7 +36,7 @@ def pytest_addoption(parser):
     parser.addoption(
         "--full",
         action="store_true",
-        help="also run the checks marked 'full' (make test-all): the ones that execute notebooks again",
+        help="also run the checks marked 'full' (make test-all), which execute notebooks again",
     )
 
 
@@ -53,8 +53,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def data_home(tmp_path, monkeypatch) -> Path:
-    """A fresh ``TLCOURSE_DATA`` folder, with ``TLCOURSE_FLOWERS`` unset: the real
-    ``data/`` cache is never touched."""
+    """A fresh ``TLCOURSE_DATA`` folder, with ``TLCOURSE_FLOWERS`` unset.
+
+    The real ``data/`` cache is never touched.
+    """
     home = tmp_path / "data_home"
     home.mkdir()
     monkeypatch.setenv("TLCOURSE_DATA", str(home))

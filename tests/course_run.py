@@ -15,14 +15,16 @@ from pathlib import Path
 
 import nbformat
 from nbclient.exceptions import CellExecutionError
+from wrong_answers import WRONG_ANSWERS
 
 from tlcourse.course import build, homework
-from wrong_answers import WRONG_ANSWERS
 
 
 def exercises(nb) -> list[tuple[object, list]]:
-    """Each autograded code exercise of ``nb``: its solution cell and the graded test cells after it
-    (up to the next solution cell)."""
+    """Each autograded code exercise of ``nb``.
+
+    Its solution cell and the graded test cells after it (up to the next solution cell).
+    """
     found = []
     for cell in nb.cells:
         meta = homework.nbgrader_meta(cell)
@@ -53,8 +55,11 @@ class NotebookRun:
 
 
 def try_wrong_answers(client, nb) -> list[WrongAnswer]:
-    """In the live kernel, each catalogued wrong answer replaces its solution and the exercise's
-    graded tests run on it; the solution is put back after each."""
+    """Run every catalogued wrong answer in the live kernel; return what each did.
+
+    Each replaces its exercise's solution, the exercise's graded tests run on it, and the solution
+    is put back.
+    """
     tried = []
     for solution, tests in exercises(nb):
         gid = homework.nbgrader_meta(solution)["grade_id"]
@@ -85,9 +90,11 @@ class CourseRun:
         self.rows: list[dict] = []
 
     def kernel_env(self) -> dict:
-        """The kernels' environment: fast mode, this run's build folder, and no
-        ``PYTEST_CURRENT_TEST`` (with it, ipykernel hides what C++ code writes to stderr,
-        which a student sees)."""
+        """The kernels' environment.
+
+        Fast mode, this run's build folder, and no ``PYTEST_CURRENT_TEST`` (with it, ipykernel hides
+        what C++ code writes to stderr, which a student sees).
+        """
         env = dict(os.environ, TLCOURSE_FAST="1", TLCOURSE_BUILD=str(self.build))
         env.pop("PYTEST_CURRENT_TEST", None)
         return env
@@ -104,7 +111,9 @@ class CourseRun:
                 wrong.extend(try_wrong_answers(client, nb))
 
             start = time.perf_counter()
-            executed = build.execute(path, self.build, env=self.kernel_env(), then=then, html=False, timeout=600)
+            executed = build.execute(
+                path, self.build, env=self.kernel_env(), then=then, html=False, timeout=600
+            )
             self.runs[path.stem] = NotebookRun(path.stem, executed, wrong)
             row = build.summary_row(path, executed, self.build)
             row["seconds_with_wrong_answers"] = round(time.perf_counter() - start)

@@ -44,21 +44,31 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("notebooks")]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 900}
 
-SERVER_START_S = 90     # JupyterLab up and answering
-KERNEL_START_S = 120    # a kernel idle after the notebook opens
-NOTEBOOK_RUN_S = 600    # Run All Cells, one notebook (fast mode: 10-60 s today)
-WIDGET_UPDATE_S = 60    # a widget's output after one interaction
+SERVER_START_S = 90  # JupyterLab up and answering
+KERNEL_START_S = 120  # a kernel idle after the notebook opens
+NOTEBOOK_RUN_S = 600  # Run All Cells, one notebook (fast mode: 10-60 s today)
+WIDGET_UPDATE_S = 60  # a widget's output after one interaction
 
 STDERR_SELECTOR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 # How a widget looks when the browser could not render it: its Python repr or Lab's error.
-WIDGET_AS_TEXT = re.compile(r"Error displaying widget|^\s*[A-Z]\w*\((children|value|options|"
-                            r"description|layout)=", re.MULTILINE)
+WIDGET_AS_TEXT = re.compile(
+    r"Error displaying widget|^\s*[A-Z]\w*\((children|value|options|"
+    r"description|layout)=",
+    re.MULTILINE,
+)
 
 
 def in_ci() -> bool:
@@ -77,8 +87,11 @@ def playwright_browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        need(False, "Playwright is not installed: pip install playwright (no browser download "
-                    "needed; the test drives Debian's chromium)")
+        need(
+            False,
+            "Playwright is not installed: pip install playwright (no browser download "
+            "needed; the test drives Debian's chromium)",
+        )
     need(Path(CHROMIUM).is_file(), f"{CHROMIUM} not found: apt-get install -y chromium")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -99,15 +112,23 @@ def shots(tmp_path_factory, request):
     if not rows:
         return
     (folder / "summary.json").write_text(json.dumps(rows, indent=2))
-    lines = [(f"browser test: screenshots and summary.json in {folder}, JupyterLab's logs in "
-              f"{folder.parent}/*/jupyterlab.log"),
-             (f"{'notebook':34s} {'cells':>5s} {'outputs':>7s} {'stderr':>6s} {'errors':>6s} "
-              f"{'widgets':>9s} {'changed':>7s} {'run s':>6s} {'total s':>7s}")]
+    lines = [
+        (
+            f"browser test: screenshots and summary.json in {folder}, JupyterLab's logs in "
+            f"{folder.parent}/*/jupyterlab.log"
+        ),
+        (
+            f"{'notebook':34s} {'cells':>5s} {'outputs':>7s} {'stderr':>6s} {'errors':>6s} "
+            f"{'widgets':>9s} {'changed':>7s} {'run s':>6s} {'total s':>7s}"
+        ),
+    ]
     for r in rows:
-        lines.append(f"{r['notebook']:34s} {r['cells_run']:>2}/{r['code_cells']:<2} "
-                     f"{r['outputs']:>7} {r['stderr_outputs']:>6} {r['error_outputs']:>6} "
-                     f"{r['widgets_rendered']:>4}/{r['widgets_expected']:<4} "
-                     f"{r['widgets_changed']:>7} {r['run_s']:>6.1f} {r['total_s']:>7.1f}")
+        lines.append(
+            f"{r['notebook']:34s} {r['cells_run']:>2}/{r['code_cells']:<2} "
+            f"{r['outputs']:>7} {r['stderr_outputs']:>6} {r['error_outputs']:>6} "
+            f"{r['widgets_rendered']:>4}/{r['widgets_expected']:<4} "
+            f"{r['widgets_changed']:>7} {r['run_s']:>6.1f} {r['total_s']:>7.1f}"
+        )
     lines.append(f"{'total':34s} {'':>58s} {sum(r['total_s'] for r in rows):>7.1f}")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -141,32 +162,47 @@ class Lab:
         # Lab 4 renders cells lazily by default; the test needs every cell in the page. No news
         # or update pop-ups (no internet here, and they would sit over the notebook).
         (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
-        (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-         ).write_text(json.dumps({"windowingMode": "none"}))
+        (
+            settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+        ).write_text(json.dumps({"windowingMode": "none"}))
         (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-        (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-         ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        env = dict(os.environ, TLCOURSE_FAST="1", TLCOURSE_BUILD=str(build),
-                   JUPYTER_CONFIG_DIR=str(jupyter / "config"),
-                   JUPYTER_RUNTIME_DIR=self.runtime,
-                   JUPYTERLAB_SETTINGS_DIR=str(settings),
-                   JUPYTERLAB_WORKSPACES_DIR=str(jupyter / "workspaces"))
+        (
+            settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        env = dict(
+            os.environ,
+            TLCOURSE_FAST="1",
+            TLCOURSE_BUILD=str(build),
+            JUPYTER_CONFIG_DIR=str(jupyter / "config"),
+            JUPYTER_RUNTIME_DIR=self.runtime,
+            JUPYTERLAB_SETTINGS_DIR=str(settings),
+            JUPYTERLAB_WORKSPACES_DIR=str(jupyter / "workspaces"),
+        )
         # The copy has no data/: notebooks find the project's provisioned data.
         env.setdefault("TLCOURSE_DATA", str(PROJECT_ROOT / "data"))
         # ipykernel forwards what C/C++ code writes to fd 1/2 (TensorFlow's log lines) to the
         # notebook, as a student sees it, except when it finds PYTEST_CURRENT_TEST set.
         env.pop("PYTEST_CURRENT_TEST", None)
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               # kernels on Unix sockets, not TCP ports another test process could take
-               "--KernelManager.transport=ipc"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            # kernels on Unix sockets, not TCP ports another test process could take
+            "--KernelManager.transport=ipc",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + SERVER_START_S
         while True:
             try:
@@ -179,8 +215,9 @@ class Lab:
                 time.sleep(0.5)
 
     def api(self, method: str, path: str):
-        request = urllib.request.Request(self.url + path, method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            self.url + path, method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -214,8 +251,11 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(shots, playwright_browser, course_run):
-    """JupyterLab (this venv's) on ``<tmp>/browser/lab/notebooks``, which receives each notebook as
-    the course run executed it; kernels build into the course run's folder, where 05 finds 04's model."""
+    """JupyterLab (this venv's) on ``<tmp>/browser/lab/notebooks``.
+
+    That folder receives each notebook as the course run executed it; kernels build into the course
+    run's folder, where 05 finds 04's model.
+    """
     folder, _ = shots
     root = folder.parent / "lab"
     (root / "notebooks").mkdir(parents=True)
@@ -229,8 +269,11 @@ def fresh_lab(shots, playwright_browser):
     """JupyterLab on a copy of the source notebooks (no outputs), building into its own folder."""
     folder, _ = shots
     root = folder.parent / "fresh-lab"
-    shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        PROJECT_ROOT / "notebooks",
+        root / "notebooks",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+    )
     server = Lab(root, root / "build")
     yield server
     server.stop()
@@ -301,9 +344,11 @@ def wait_for(page, done, seconds: float, what: str) -> dict:
         if streak >= 3:
             return state
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}; kernel "
-                        f"{state.get('status')}, prompts {state.get('prompts')}, dialog "
-                        f"{state.get('dialog')!r}")
+            pytest.fail(
+                f"timed out after {seconds} s waiting for {what}; kernel "
+                f"{state.get('status')}, prompts {state.get('prompts')}, dialog "
+                f"{state.get('dialog')!r}"
+            )
         page.wait_for_timeout(500)
 
 
@@ -320,13 +365,18 @@ def saved_outputs(path: Path) -> dict:
 
 def interact(page, widget) -> str | None:
     """Change one control of ``widget``: a dropdown, a slider, a toggle, a checkbox, a radio.
-    Returns what was done, or None when the widget has no such control."""
+
+    Returns what was done, or None when the widget has no such control.
+    """
     for select in widget.locator("select:not([disabled])").all():
         options = select.locator("option").evaluate_all("os => os.map(o => o.value)")
         if len(options) > 1:
             current = select.input_value()
-            choice = options[(options.index(current) + 1) % len(options)] \
-                if current in options else options[0]
+            choice = (
+                options[(options.index(current) + 1) % len(options)]
+                if current in options
+                else options[0]
+            )
             select.select_option(choice)
             return f"dropdown {current!r} -> {choice!r}"
     for handle in widget.locator(".noUi-handle").all():
@@ -335,10 +385,12 @@ def interact(page, widget) -> str | None:
         handle.focus()
         handle.press(key)
         return f"slider at {now}: {key}"
-    for selector, what in ((".widget-toggle-buttons button:not(.mod-active)", "toggle button"),
-                           (".widget-toggle-button", "toggle button"),
-                           (".widget-checkbox input", "checkbox"),
-                           (".widget-radio-box input:not(:checked)", "radio button")):
+    for selector, what in (
+        (".widget-toggle-buttons button:not(.mod-active)", "toggle button"),
+        (".widget-toggle-button", "toggle button"),
+        (".widget-checkbox input", "checkbox"),
+        (".widget-radio-box input:not(:checked)", "radio button"),
+    ):
         controls = widget.locator(selector)
         if controls.count():
             controls.first.click()
@@ -349,8 +401,12 @@ def interact(page, widget) -> str | None:
 def widget_cells(path: Path) -> list[int]:
     """Indexes of the cells whose saved outputs hold a widget view."""
     nb = json.loads(path.read_text())
-    return [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
-            and any(WIDGET_VIEW_MIME in o.get("data", {}) for o in c.get("outputs", []))]
+    return [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code"
+        and any(WIDGET_VIEW_MIME in o.get("data", {}) for o in c.get("outputs", []))
+    ]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -370,8 +426,11 @@ def test_notebook_run_all_in_jupyterlab(notebook: Path, fresh_lab: Lab, playwrig
 
 
 def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> None:
-    """Open ``notebook`` in ``lab``; ``run="all"``: Run All Cells; ``run="widgets"``: run again the
-    cells up to its last widget cell, if it has one. Then check outputs, widgets and interactions."""
+    """Open ``notebook`` in ``lab``; ``run="all"``:
+
+    Run All Cells; ``run="widgets"``: run again the cells up to its last widget cell, if it has one.
+    Then check outputs, widgets and interactions.
+    """
     folder, rows = shots
     stem = f"{notebook.stem}{'-run-all' if run == 'all' else ''}"
     copy = lab.root / "notebooks" / notebook.name
@@ -383,11 +442,17 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
     problems: list[str] = []
     try:
         # A workspace of its own, reset, so Lab opens this notebook alone.
-        page.goto(f"{lab.url}/lab/workspaces/{stem}/tree/notebooks/{notebook.name}"
-                  f"?reset&token={lab.token}")
+        page.goto(
+            f"{lab.url}/lab/workspaces/{stem}/tree/notebooks/{notebook.name}"
+            f"?reset&token={lab.token}"
+        )
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
-        wait_for(page, lambda s: s["status"] == "idle" and not s.get("dialog"), KERNEL_START_S,
-                 "the kernel to start")
+        wait_for(
+            page,
+            lambda s: s["status"] == "idle" and not s.get("dialog"),
+            KERNEL_START_S,
+            "the kernel to start",
+        )
         opened = time.monotonic()
         sidebar = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
         if sidebar.count():  # fold the file browser away: more notebook in the screenshots
@@ -397,17 +462,29 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
             menu(page, "Run", "Run All Cells")
         elif rerun:
             # the last widget cell selected, the cells above it run, then it
-            page.locator(".jp-Notebook .jp-Cell").nth(rerun[-1]).locator(".jp-InputArea-prompt").click()
+            page.locator(".jp-Notebook .jp-Cell").nth(rerun[-1]).locator(
+                ".jp-InputArea-prompt"
+            ).click()
             menu(page, "Run", "Run All Above Selected Cell")
-            wait_for(page, lambda s: s["status"] == "idle" and not any("*" in p for p in s["prompts"]),
-                     NOTEBOOK_RUN_S, "the cells above the last widget to run")
+            wait_for(
+                page,
+                lambda s: s["status"] == "idle" and not any("*" in p for p in s["prompts"]),
+                NOTEBOOK_RUN_S,
+                "the cells above the last widget to run",
+            )
             menu(page, "Run", "Run Selected Cell and Do not Advance")
-        state = wait_for(page, lambda s: s["status"] == "idle"
-                         and not any("*" in p for p in s["prompts"]), NOTEBOOK_RUN_S,
-                         "the cells to finish")
+        state = wait_for(
+            page,
+            lambda s: s["status"] == "idle" and not any("*" in p for p in s["prompts"]),
+            NOTEBOOK_RUN_S,
+            "the cells to finish",
+        )
         ran = time.monotonic()
-        not_run = [cell for cell, prompt in zip(state["codeCells"], state["prompts"])
-                   if not re.search(r"\d", prompt)]
+        not_run = [
+            cell
+            for cell, prompt in zip(state["codeCells"], state["prompts"])
+            if not re.search(r"\d", prompt)
+        ]
         if not_run and run == "all":
             problems.append(f"cells {not_run} did not run (Run All stops at an error)")
 
@@ -420,11 +497,17 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
         saved = saved_outputs(copy)
 
         # The whole notebook in one picture: a viewport as tall as the notebook.
-        height = page.evaluate("() => { const e = document.querySelector("
-                               "'.jp-NotebookPanel .jp-WindowedPanel-outer'); "
-                               "return e ? e.scrollHeight : 0; }")
-        page.set_viewport_size({"width": VIEWPORT["width"],
-                                "height": max(VIEWPORT["height"], min(height + 150, 30_000))})
+        height = page.evaluate(
+            "() => { const e = document.querySelector("
+            "'.jp-NotebookPanel .jp-WindowedPanel-outer'); "
+            "return e ? e.scrollHeight : 0; }"
+        )
+        page.set_viewport_size(
+            {
+                "width": VIEWPORT["width"],
+                "height": max(VIEWPORT["height"], min(height + 150, 30_000)),
+            }
+        )
         page.wait_for_timeout(500)
         page.screenshot(path=str(folder / f"{stem}.png"))
         page.set_viewport_size(VIEWPORT)
@@ -437,8 +520,10 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
             page.wait_for_timeout(500)
             shown = notebook_state(page)
         if len(shown["widgets"]) != saved["widgets"]:
-            problems.append(f"{saved['widgets']} widget views in the notebook, "
-                            f"{len(shown['widgets'])} rendered as widgets")
+            problems.append(
+                f"{saved['widgets']} widget views in the notebook, "
+                f"{len(shown['widgets'])} rendered as widgets"
+            )
         changed, interactions = 0, []
         for i, cell in enumerate(shown["widgets"]):
             widget = page.locator(f"[data-browser-test-widget='{i}']")
@@ -450,9 +535,14 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
                 interactions.append(f"cell {cell}: no control")
                 continue
             try:
-                wait_for(page, lambda s, w=widget, old=output: s["status"] == "idle"
-                         and w.evaluate(WIDGET_OUTPUT_JS) != old, WIDGET_UPDATE_S,
-                         f"widget {i + 1} (cell {cell}) to answer: {action}")
+                wait_for(
+                    page,
+                    lambda s, w=widget, old=output: (
+                        s["status"] == "idle" and w.evaluate(WIDGET_OUTPUT_JS) != old
+                    ),
+                    WIDGET_UPDATE_S,
+                    f"widget {i + 1} (cell {cell}) to answer: {action}",
+                )
                 changed += 1
                 interactions.append(f"cell {cell}: {action}: output changed")
             except pytest.fail.Exception as exc:
@@ -460,7 +550,9 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
                 interactions.append(f"cell {cell}: {action}: output unchanged")
             widget.screenshot(path=str(folder / f"{stem}-widget{i + 1}-after.png"))
         if rerun and changed < len(rerun):
-            problems.append(f"{len(rerun)} widget cells ran again, {changed} widgets answered an interaction")
+            problems.append(
+                f"{len(rerun)} widget cells ran again, {changed} widgets answered an interaction"
+            )
 
         final = notebook_state(page)  # after the interactions: their errors count too
         for text in {t for t in shown["texts"] + final["texts"] if WIDGET_AS_TEXT.search(t)}:
@@ -468,29 +560,33 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
         for out in final["stderr"]:
             problems.append(f"cell {out['cell']} stderr/error output: {out['text'][:300]!r}")
         if saved["error"] + saved["stderr"] and not final["stderr"]:
-            problems.append(f"the saved notebook has {saved['error']} error and "
-                            f"{saved['stderr']} stderr outputs that the page did not show")
+            problems.append(
+                f"the saved notebook has {saved['error']} error and "
+                f"{saved['stderr']} stderr outputs that the page did not show"
+            )
         if not shown["outputs"]:
             problems.append("the page shows no output at all")
-        rows.append({
-            "notebook": stem,
-            "code_cells": len(state["prompts"]),
-            "cells_run": len(state["prompts"]) - len(not_run),
-            "outputs": shown["outputs"],
-            "images": shown["images"],
-            "stderr_outputs": len(final["stderr"]),
-            "error_outputs": saved["error"],
-            "stderr_streams_saved": saved["stderr"],
-            "widgets_expected": saved["widgets"],
-            "widgets_rendered": len(shown["widgets"]),
-            "widgets_changed": changed,
-            "interactions": interactions,
-            "page_errors": page_errors,
-            "open_s": round(opened - start, 1),
-            "run_s": round(ran - opened, 1),
-            "total_s": round(time.monotonic() - start, 1),
-            "screenshot": str(folder / f"{stem}.png"),
-        })
+        rows.append(
+            {
+                "notebook": stem,
+                "code_cells": len(state["prompts"]),
+                "cells_run": len(state["prompts"]) - len(not_run),
+                "outputs": shown["outputs"],
+                "images": shown["images"],
+                "stderr_outputs": len(final["stderr"]),
+                "error_outputs": saved["error"],
+                "stderr_streams_saved": saved["stderr"],
+                "widgets_expected": saved["widgets"],
+                "widgets_rendered": len(shown["widgets"]),
+                "widgets_changed": changed,
+                "interactions": interactions,
+                "page_errors": page_errors,
+                "open_s": round(opened - start, 1),
+                "run_s": round(ran - opened, 1),
+                "total_s": round(time.monotonic() - start, 1),
+                "screenshot": str(folder / f"{stem}.png"),
+            }
+        )
         print(json.dumps(rows[-1], indent=1))
     except BaseException:
         try:
@@ -501,19 +597,29 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
     finally:
         page.close()
         lab.shutdown_kernels()
-    assert not problems, (f"{stem} in JupyterLab (screenshots in {folder}):\n  "
-                          + "\n  ".join(problems))
+    assert not problems, f"{stem} in JupyterLab (screenshots in {folder}):\n  " + "\n  ".join(
+        problems
+    )
 
 
 def test_lecture_site_in_browser(course_run, playwright_browser, shots):
-    """The course site built from the course run opens offline: index.html, then every notebook's
-    page, with its images, its widgets' saved views, and no error or stderr output.
+    """The course site built from the course run opens offline.
 
-    Requests that would leave the machine are blocked, listed, and fail the test."""
+    Index.html, then every notebook's page, with its images, its widgets' saved views, and no error
+    or stderr output.
+
+    Requests that would leave the machine are blocked, listed, and fail the test.
+    """
     course_run.all()
     build = course_run.build
-    done = subprocess.run([sys.executable, "-m", "tlcourse.course.site", str(build)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tlcourse.course.site", str(build)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, f"the site build failed:\n{(done.stdout + done.stderr)[-3000:]}"
     index = build / "site" / "index.html"
     assert index.is_file(), f"the site build wrote no {index}"
@@ -551,22 +657,36 @@ def test_lecture_site_in_browser(course_run, playwright_browser, shots):
                     break
                 page.wait_for_timeout(500)
             images = page.eval_on_selector_all(
-                "img", "is => is.map(i => ({ok: i.complete && i.naturalWidth > 0, "
-                       "src: i.src.slice(0, 100)}))")
-            stderr = page.eval_on_selector_all(SITE_STDERR_SELECTOR, "es => es.map(e => e.innerText)")
+                "img",
+                "is => is.map(i => ({ok: i.complete && i.naturalWidth > 0, "
+                "src: i.src.slice(0, 100)}))",
+            )
+            stderr = page.eval_on_selector_all(
+                SITE_STDERR_SELECTOR, "es => es.map(e => e.innerText)"
+            )
             text = page.inner_text("body")
             page.screenshot(path=str(folder / f"site-{stem}.png"), full_page=True)
-            seen.append(f"{stem}: {len(images)} images, {views} widget views, {rendered} rendered, "
-                        f"{len(stderr)} stderr/error outputs")
+            seen.append(
+                f"{stem}: {len(images)} images, {views} widget views, {rendered} rendered, "
+                f"{len(stderr)} stderr/error outputs"
+            )
             problems += [f"{stem}: image did not load: {i['src']}" for i in images if not i["ok"]]
             problems += [f"{stem}: stderr/error output: {t[:300]!r}" for t in stderr]
             if rendered < views:
-                problems.append(f"{stem}: {views} saved widget views, {rendered} rendered as widgets")
-            problems += [f"{stem}: a widget shown as text: {m.group(0)!r}" for m in WIDGET_AS_TEXT.finditer(text)]
+                problems.append(
+                    f"{stem}: {views} saved widget views, {rendered} rendered as widgets"
+                )
+            problems += [
+                f"{stem}: a widget shown as text: {m.group(0)!r}"
+                for m in WIDGET_AS_TEXT.finditer(text)
+            ]
     finally:
         page.close()
-    print(f"site pages and screenshots in {folder}:\n  " + "\n  ".join(seen)
-          + f"\nblocked requests {sorted(set(blocked))}")
+    print(
+        f"site pages and screenshots in {folder}:\n  "
+        + "\n  ".join(seen)
+        + f"\nblocked requests {sorted(set(blocked))}"
+    )
     if not any(" 0 images" not in line for line in seen):
         problems.append("no page of the site shows an image")
     problems += [f"blocked request (the site must read offline): {u}" for u in sorted(set(blocked))]

@@ -1,4 +1,5 @@
 """The fast-mode switch, seeds, build folders, atomic writes and recorded numbers."""
+
 import json
 
 import numpy as np
@@ -39,7 +40,10 @@ def test_fast_mode_and_tests_never_write_the_lecture_build(monkeypatch, tmp_path
     monkeypatch.setenv("TLCOURSE_FAST", "1")
     assert config.build_dir() == config.project_root() / "build-fast"
     monkeypatch.setenv("TLCOURSE_BUILD", str(tmp_path / "b"))
-    assert config.build_dir("models") == tmp_path / "b" / "models" and (tmp_path / "b" / "models").is_dir()
+    assert (
+        config.build_dir("models") == tmp_path / "b" / "models"
+        and (tmp_path / "b" / "models").is_dir()
+    )
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -52,7 +56,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError), config.atomic_write(dest) as tmp:
         tmp.write_text('{"half": ')
         raise RuntimeError("interrupted")
-    assert dest.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+    assert dest.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "result.json"
+    ]
 
 
 def test_record_merges_numbers_with_memory_and_shows_a_table(tmp_path, monkeypatch):

@@ -1,5 +1,9 @@
-"""Notebook 06's cost functions: the lecture's and the paper's figures, exactly; Keras's own
-counts for every layer; stride and padding; bad shapes refused."""
+"""Notebook 06's cost functions.
+
+The lecture's and the paper's figures, exactly; Keras's own counts for every layer; stride and
+padding; bad shapes refused.
+"""
+
 from fractions import Fraction
 
 import keras
@@ -28,14 +32,16 @@ def test_formulas_in_lecture_symbols():
 
 @pytest.mark.parametrize("d_k,m,n,d_f", [(3, 32, 64, 112), (5, 3, 256, 8), (7, 17, 5, 3)])
 def test_ratio_is_one_over_n_plus_one_over_dk_squared(d_k, m, n, d_f):
-    ratio = Fraction(costs.separable_mult_adds(d_k, m, n, d_f),
-                     costs.standard_mult_adds(d_k, m, n, d_f))
+    ratio = Fraction(
+        costs.separable_mult_adds(d_k, m, n, d_f), costs.standard_mult_adds(d_k, m, n, d_f)
+    )
     assert ratio == costs.separable_ratio(d_k, n) == Fraction(1, n) + Fraction(1, d_k**2)
 
 
 def test_three_by_three_saves_eight_to_nine_times():
-    assert [round(float(1 / costs.separable_ratio(3, n)), 2) for n in (64, 128, 256, 512, 1024)] \
-        == [7.89, 8.41, 8.69, 8.84, 8.92]
+    assert [
+        round(float(1 / costs.separable_ratio(3, n)), 2) for n in (64, 128, 256, 512, 1024)
+    ] == [7.89, 8.41, 8.69, 8.84, 8.92]
 
 
 def test_worked_example_exact():
@@ -64,12 +70,23 @@ def test_parts_of_the_worked_example_add_up():
 # Stride and padding
 
 
-@pytest.mark.parametrize("size,kernel,stride,padding,expected", [
-    (224, 3, 2, "same", 112), (112, 3, 1, "same", 112), (12, 5, 1, "valid", 8),
-    (113, 3, 2, "valid", 56), (112, 3, 2, ((0, 1), (0, 1)), 56), (7, 7, 1, "valid", 1),
-    (5, 3, 1, 1, 5), (6, 3, 2, "same", 3), (7, 3, 2, "same", 4), (7, 5, 2, "valid", 2),
-    (1, 5, 1, "same", 1), (224, 2, 2, "valid", 112),
-])
+@pytest.mark.parametrize(
+    "size,kernel,stride,padding,expected",
+    [
+        (224, 3, 2, "same", 112),
+        (112, 3, 1, "same", 112),
+        (12, 5, 1, "valid", 8),
+        (113, 3, 2, "valid", 56),
+        (112, 3, 2, ((0, 1), (0, 1)), 56),
+        (7, 7, 1, "valid", 1),
+        (5, 3, 1, 1, 5),
+        (6, 3, 2, "same", 3),
+        (7, 3, 2, "same", 4),
+        (7, 5, 2, "valid", 2),
+        (1, 5, 1, "same", 1),
+        (224, 2, 2, "valid", 112),
+    ],
+)
 def test_conv_output_size(size, kernel, stride, padding, expected):
     assert costs.conv_output_size(size, kernel, stride, padding) == expected
 
@@ -92,13 +109,19 @@ def test_depth_multiplier_and_groups():
     assert grouped.params == 9 * 2 * 8
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: costs.conv2d_cost((4, 4, 3), 8, 5), "larger than the padded input"),
-    (lambda: costs.conv_output_size(4, 7, 1, 1), r"larger than the padded input \(4 \+ 2 padding = 6\)"),
-    (lambda: costs.conv2d_cost((12, 12, 3), 8, 3, padding="full"), "padding must be"),
-    (lambda: costs.conv2d_cost((12, 12, 3), 8, 3, padding=-1), "padding must be"),
-    (lambda: costs.conv2d_cost((12, 12, 3), 8, 3, groups=2), "must divide both"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: costs.conv2d_cost((4, 4, 3), 8, 5), "larger than the padded input"),
+        (
+            lambda: costs.conv_output_size(4, 7, 1, 1),
+            r"larger than the padded input \(4 \+ 2 padding = 6\)",
+        ),
+        (lambda: costs.conv2d_cost((12, 12, 3), 8, 3, padding="full"), "padding must be"),
+        (lambda: costs.conv2d_cost((12, 12, 3), 8, 3, padding=-1), "padding must be"),
+        (lambda: costs.conv2d_cost((12, 12, 3), 8, 3, groups=2), "must divide both"),
+    ],
+)
 def test_impossible_shapes_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -138,10 +161,16 @@ def test_mobilenet_table1(mobilenet_rows):
     assert len(table) == 30  # 1 conv + 13 x (dw + pw) + pool + FC + softmax
     assert list(table.loc["conv1"]) == ["Conv / s2", "3x3x3x32", "224x224x3", "10,838,016", "864"]
     # the stride-2 depthwise layers read the block input, before Keras's ZeroPadding2D
-    assert list(table.loc["conv_dw_2", ["Type / stride", "Filter shape", "Input size"]]) \
-        == ["Conv dw / s2", "3x3x64 dw", "112x112x64"]
+    assert list(table.loc["conv_dw_2", ["Type / stride", "Filter shape", "Input size"]]) == [
+        "Conv dw / s2",
+        "3x3x64 dw",
+        "112x112x64",
+    ]
     # the lecture's (and paper's) "Conv dw / s2" at 7x7x1024 is stride 1 in the network
-    assert list(table.loc["conv_dw_13", ["Type / stride", "Input size"]]) == ["Conv dw / s1", "7x7x1024"]
+    assert list(table.loc["conv_dw_13", ["Type / stride", "Input size"]]) == [
+        "Conv dw / s1",
+        "7x7x1024",
+    ]
     assert list(table["Type / stride"].iloc[-3:]) == ["Avg Pool / s1", "FC / s1", "Softmax / s1"]
     assert list(table["Filter shape"].iloc[-3:-1]) == ["Pool 7x7", "1024x1000"]
 
@@ -163,34 +192,46 @@ def test_vgg16_against_mobilenet(vgg16_rows, mobilenet_rows):
     assert (vgg["params"], vgg["mult_adds"]) == (138_357_544, 15_470_264_320)
     assert round(vgg["params"] / mob["params"], 2) == 32.86
     assert round(vgg["mult_adds"] / mob["mult_adds"], 2) == 27.20
-    assert list(costs.paper_table1(vgg16_rows).loc["block1_pool"])[:2] == ["Max Pool / s2", "Pool 2x2"]
+    assert list(costs.paper_table1(vgg16_rows).loc["block1_pool"])[:2] == [
+        "Max Pool / s2",
+        "Pool 2x2",
+    ]
 
 
-@pytest.mark.parametrize("alpha,size,mult_adds,params", [
-    (1.0, 224, 568_740_352, 4_210_088), (0.75, 224, 325_400_448, 2_569_144),
-    (0.5, 224, 149_497_088, 1_320_648), (0.25, 224, 41_030_272, 464_600),
-    (1.0, 192, 418_121_728, 4_210_088), (1.0, 160, 290_675_200, 4_210_088),
-    (1.0, 128, 186_400_768, 4_210_088),
-])
+@pytest.mark.parametrize(
+    "alpha,size,mult_adds,params",
+    [
+        (1.0, 224, 568_740_352, 4_210_088),
+        (0.75, 224, 325_400_448, 2_569_144),
+        (0.5, 224, 149_497_088, 1_320_648),
+        (0.25, 224, 41_030_272, 464_600),
+        (1.0, 192, 418_121_728, 4_210_088),
+        (1.0, 160, 290_675_200, 4_210_088),
+        (1.0, 128, 186_400_768, 4_210_088),
+    ],
+)
 def test_width_and_resolution_multipliers(alpha, size, mult_adds, params):
     """Paper Tables 6 and 7 (notebook 08 reads the same counts)."""
-    rows = costs.model_costs(_architecture(keras.applications.MobileNet, alpha=alpha,
-                                           input_shape=(size, size, 3)))
+    rows = costs.model_costs(
+        _architecture(keras.applications.MobileNet, alpha=alpha, input_shape=(size, size, 3))
+    )
     assert (rows.params == rows.keras_params).all()
     totals = costs.cost_totals(rows)
     assert (totals["mult_adds"], totals["params"]) == (mult_adds, params)
 
 
 def test_model_costs_prices_separable_dense_and_free_layers():
-    model = keras.Sequential([
-        keras.Input((16, 16, 3)),
-        keras.layers.SeparableConv2D(8, 3, padding="same"),
-        keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2),
-        keras.layers.BatchNormalization(center=False),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10),
-        keras.layers.Softmax(),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.SeparableConv2D(8, 3, padding="same"),
+            keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2),
+            keras.layers.BatchNormalization(center=False),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+            keras.layers.Softmax(),
+        ]
+    )
     rows = costs.model_costs(model)
     assert (rows.params == rows.keras_params).all()
     assert list(rows.kind) == ["sep", "dw", "bn", "other", "fc", "softmax"]

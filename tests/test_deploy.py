@@ -8,6 +8,7 @@ lifted. Everything else is as strict as in Helm: no unknown key anywhere (the sc
 ``additionalProperties: false`` throughout), types and enums, and the required fields inside
 entries a deployment defines itself (an ``extraFiles`` entry needs its ``mountPath``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,8 +54,11 @@ def _values() -> dict:
 
 
 def as_override_schema(node: dict) -> dict:
-    """``node`` without ``required``, nor in any schema reached from it through ``properties``
-    (the settings whose defaults the chart supplies); every other keyword is kept as it is."""
+    """``node`` without ``required``, here and in every schema under it.
+
+    Only schemas reached through ``properties`` lose it (the settings whose defaults the chart
+    supplies); every other keyword is kept as it is.
+    """
     out = {key: value for key, value in node.items() if key != "required"}
     if isinstance(node.get("properties"), dict):
         out["properties"] = {
@@ -73,15 +77,19 @@ def _validator():
 
 def schema_errors(doc: dict) -> list[tuple[str, str]]:
     """(dotted path, message) of every way ``doc`` breaks the chart's schema."""
-    found = [(".".join(str(p) for p in e.absolute_path) or "<top level>", e.message)
-             for e in _validator().iter_errors(doc)]
+    found = [
+        (".".join(str(p) for p in e.absolute_path) or "<top level>", e.message)
+        for e in _validator().iter_errors(doc)
+    ]
     return sorted(found)
 
 
 def memory_bytes(spec) -> int:
-    """A memory setting in bytes, read as KubeSpawner reads ``singleuser.memory`` (its
-    ByteSpecification): a number is bytes; a string is a number and one suffix K, M, G or T,
-    in powers of 1024. Kubernetes' own "Gi" or "Mi" is not accepted there, so not here."""
+    """A memory setting in bytes, read as KubeSpawner reads ``singleuser.memory``.
+
+    Its ByteSpecification: a number is bytes; a string is a number and one suffix K, M, G or T, in
+    powers of 1024. Kubernetes' own "Gi" or "Mi" is not accepted there, so not here.
+    """
     units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return int(spec)
@@ -90,11 +98,14 @@ def memory_bytes(spec) -> int:
             return int(float(spec[:-1]) * units[spec[-1]])
         except ValueError:
             pass
-    raise ValueError(f"{spec!r} is not a memory size KubeSpawner accepts: a number of bytes, "
-                     "or a number with K, M, G or T (powers of 1024), e.g. 2.5G")
+    raise ValueError(
+        f"{spec!r} is not a memory size KubeSpawner accepts: a number of bytes, "
+        "or a number with K, M, G or T (powers of 1024), e.g. 2.5G"
+    )
 
 
 # --- the chart accepts the file -----------------------------------------------------------
+
 
 def test_the_chart_schema_is_a_draft7_schema():
     schema = _schema()
@@ -105,7 +116,8 @@ def test_the_chart_schema_is_a_draft7_schema():
 def test_values_pass_the_chart_schema():
     errors = schema_errors(values())
     assert not errors, "deploy/values.yaml breaks the chart's schema:\n" + "\n".join(
-        f"  {path}: {message}" for path, message in errors)
+        f"  {path}: {message}" for path, message in errors
+    )
 
 
 def _rename(doc, dotted, new_name):
@@ -134,21 +146,30 @@ def _drop(doc, dotted):
 
 BROKEN = {
     # misspelled keys: Helm would refuse the install
-    "misspelled singleuser.memory": (lambda d: _rename(d, "singleuser.memory", "memroy"),
-                                     "singleuser"),
+    "misspelled singleuser.memory": (
+        lambda d: _rename(d, "singleuser.memory", "memroy"),
+        "singleuser",
+    ),
     "misspelled cull.timeout": (lambda d: _rename(d, "cull.timeout", "timout"), "cull"),
-    "top-level key in the wrong case": (lambda d: _rename(d, "singleuser", "singleUser"),
-                                        "<top level>"),
+    "top-level key in the wrong case": (
+        lambda d: _rename(d, "singleuser", "singleUser"),
+        "<top level>",
+    ),
     # wrong types
-    "CPU limit as a string": (lambda d: _set(d, "singleuser.cpu.limit", "2"),
-                              "singleuser.cpu.limit"),
+    "CPU limit as a string": (
+        lambda d: _set(d, "singleuser.cpu.limit", "2"),
+        "singleuser.cpu.limit",
+    ),
     "cull timeout with a unit": (lambda d: _set(d, "cull.timeout", "1h"), "cull.timeout"),
-    "image tag as a number": (lambda d: _set(d, "singleuser.image.tag", 1.0),
-                              "singleuser.image.tag"),
+    "image tag as a number": (
+        lambda d: _set(d, "singleuser.image.tag", 1.0),
+        "singleuser.image.tag",
+    ),
     # required inside an entry the deployment defines itself: not lifted
     "extraFiles entry without mountPath": (
         lambda d: _drop(d, "singleuser.extraFiles.tlcourse-cull-kernels.mountPath"),
-        "singleuser.extraFiles.tlcourse-cull-kernels"),
+        "singleuser.extraFiles.tlcourse-cull-kernels",
+    ),
 }
 
 
@@ -159,13 +180,17 @@ def test_a_broken_copy_is_rejected_where_it_is_broken(name):
     breakit(doc)
     errors = schema_errors(doc)
     assert where in [path for path, _ in errors], (
-        f"{name}: expected an error at {where}, got {errors or 'none'}")
+        f"{name}: expected an error at {where}, got {errors or 'none'}"
+    )
 
 
 # --- sized for the course -------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec, expected", [
-    ("2.5G", int(2.5 * GIB)), ("3584M", int(3.5 * GIB)), (1073741824, GIB), ("1T", 1024 * GIB)])
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [("2.5G", int(2.5 * GIB)), ("3584M", int(3.5 * GIB)), (1073741824, GIB), ("1T", 1024 * GIB)],
+)
 def test_memory_sizes_read_as_kubespawner_reads_them(spec, expected):
     assert memory_bytes(spec) == expected
 
@@ -181,7 +206,8 @@ def test_memory_limit_covers_the_course_budget_and_the_guarantee():
     limit, guarantee = memory_bytes(memory["limit"]), memory_bytes(memory["guarantee"])
     assert limit >= NOTEBOOK_BUDGET_GIB * GIB, (
         f"singleuser.memory.limit {memory['limit']} ({limit / GIB:.2f} GiB) is below the "
-        f"course's {NOTEBOOK_BUDGET_GIB} GiB per notebook: the biggest notebooks would be killed")
+        f"course's {NOTEBOOK_BUDGET_GIB} GiB per notebook: the biggest notebooks would be killed"
+    )
     assert guarantee <= limit, "Kubernetes refuses a pod whose memory request exceeds its limit"
 
 
@@ -190,10 +216,13 @@ def test_cpu_guarantee_limit_and_thread_pools_agree():
     cpu, env = single["cpu"], single["extraEnv"]
     assert 0 < cpu["guarantee"] <= cpu["limit"]
     cores = str(int(cpu["limit"]))
-    threads = {k: env.get(k) for k in
-               ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")}
+    threads = {
+        k: env.get(k)
+        for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+    }
     assert threads == dict.fromkeys(threads, cores), (
-        f"thread pools {threads} should match singleuser.cpu.limit = {cpu['limit']}")
+        f"thread pools {threads} should match singleuser.cpu.limit = {cpu['limit']}"
+    )
 
 
 def test_the_default_url_opens_notebook_01_where_nbgitpuller_puts_it():
@@ -203,11 +232,13 @@ def test_the_default_url_opens_notebook_01_where_nbgitpuller_puts_it():
     folder, *inside = url.removeprefix("/lab/tree/").split("/")
     notebook = ROOT.joinpath(*inside)
     assert notebook.is_file() and notebook.name.startswith("01_"), (
-        f"{url} should open notebook 01; {'/'.join(inside)} is not one in this repository")
+        f"{url} should open notebook 01; {'/'.join(inside)} is not one in this repository"
+    )
     hook = " ".join(single["lifecycleHooks"]["postStart"]["exec"]["command"])
     pulled = re.search(r"gitpuller\s+\S+\s+(\S+)\s+(\S+)", hook)
     assert pulled and pulled.groups() == ("main", folder), (
-        f"the postStart hook should pull branch main into ~/{folder}: {hook}")
+        f"the postStart hook should pull branch main into ~/{folder}: {hook}"
+    )
 
 
 @pytest.mark.skipif(not SHARED_HUB.is_dir(), reason="../shared/hub/ is not beside the checkout")

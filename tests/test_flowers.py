@@ -1,8 +1,9 @@
-"""Provisioning the flowers: sources, safe extraction, clean images, splits (tlcourse.course.flowers).
+"""Provisioning the flowers (tlcourse.course.flowers): sources, safe extraction, splits.
 
 Every fixture (photos, archives, broken files) is built here with PIL and
 tarfile; nothing is downloaded (the canonical URL points at a missing file).
 """
+
 from __future__ import annotations
 
 import io
@@ -26,6 +27,7 @@ FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")  # the 
 
 
 # --------------------------------------------------------------------------- builders
+
 
 def _jpeg_bytes(color, size=(12, 10), mode="RGB") -> bytes:
     buffer = io.BytesIO()
@@ -88,9 +90,12 @@ def archive(tmp_path) -> Path:
 
 # --------------------------------------------------------------------------- splits
 
+
 def _split_files(s) -> dict:
-    return {split: {c: sorted(p.name for p in (s.root / split / c).iterdir())
-                    for c in s.class_names} for split in SPLITS}
+    return {
+        split: {c: sorted(p.name for p in (s.root / split / c).iterdir()) for c in s.class_names}
+        for split in SPLITS
+    }
 
 
 def test_split_is_deterministic_stratified_disjoint_and_complete(data_home, archive, monkeypatch):
@@ -128,10 +133,12 @@ def test_split_rounding_table_and_a_growing_test_split(data_home, monkeypatch, t
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(big))
     s = data.make_splits(per_class=40)
     assert s.sizes == {"train": 64, "val": 8, "test": 8}
-    assert s.table().to_dict() == {"train": {"a": 32, "b": 32, "total": 64},
-                                   "val": {"a": 4, "b": 4, "total": 8},
-                                   "test": {"a": 4, "b": 4, "total": 8},
-                                   "total": {"a": 40, "b": 40, "total": 80}}
+    assert s.table().to_dict() == {
+        "train": {"a": 32, "b": 32, "total": 64},
+        "val": {"a": 4, "b": 4, "total": 8},
+        "test": {"a": 4, "b": 4, "total": 8},
+        "total": {"a": 40, "b": 40, "total": 80},
+    }
     # a bigger archive (the canonical one in full mode): train and validation as before,
     # every photo beyond per_class joins the test split
     before = _split_files(s)
@@ -146,6 +153,7 @@ def test_split_rounding_table_and_a_growing_test_split(data_home, monkeypatch, t
 
 # --------------------------------------------------------------------------- safe extraction
 
+
 def _link(name, kind, target):
     info = tarfile.TarInfo(name)
     info.type = kind
@@ -153,16 +161,29 @@ def _link(name, kind, target):
     return info
 
 
-@pytest.mark.parametrize("bad, data_bytes, member", [
-    (tarfile.TarInfo("flower_photos/../../escaped.txt"), b"x", "flower_photos/../../escaped.txt"),
-    (tarfile.TarInfo("/tmp/tlcourse_absolute_escape.txt"), b"x", "/tmp/tlcourse_absolute_escape.txt"),
-    (_link("flower_photos/daisy/sym.jpg", tarfile.SYMTYPE, "/etc/passwd"), None,
-     "flower_photos/daisy/sym.jpg"),
-    (_link("flower_photos/daisy/hard.jpg", tarfile.LNKTYPE, "flower_photos/daisy/0.jpg"), None,
-     "flower_photos/daisy/hard.jpg"),
-])
-def test_unsafe_members_are_refused_and_nothing_is_trusted(data_home, tmp_path, monkeypatch,
-                                                           bad, data_bytes, member):
+@pytest.mark.parametrize(
+    "bad, data_bytes, member",
+    [
+        (
+            tarfile.TarInfo("flower_photos/../../escaped.txt"),
+            b"x",
+            "flower_photos/../../escaped.txt",
+        ),
+        (
+            _link("flower_photos/daisy/sym.jpg", tarfile.SYMTYPE, "/etc/passwd"),
+            None,
+            "flower_photos/daisy/sym.jpg",
+        ),
+        (
+            _link("flower_photos/daisy/hard.jpg", tarfile.LNKTYPE, "flower_photos/daisy/0.jpg"),
+            None,
+            "flower_photos/daisy/hard.jpg",
+        ),
+    ],
+)
+def test_unsafe_members_are_refused_and_nothing_is_trusted(
+    data_home, tmp_path, monkeypatch, bad, data_bytes, member
+):
     evil = crafted_archive(tmp_path / "evil.tgz", bad, data_bytes)
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(evil))
     with pytest.raises(TLCourseError, match="unsafe member") as info:
@@ -171,12 +192,27 @@ def test_unsafe_members_are_refused_and_nothing_is_trusted(data_home, tmp_path, 
     assert not (data_home / "flower_photos").exists()
     assert not (data_home / data.MARKER_NAME).exists()
     assert leftovers(data_home) == []
-    assert not (tmp_path / "escaped.txt").exists() and not (data_home.parent / "escaped.txt").exists()
+    assert (
+        not (tmp_path / "escaped.txt").exists() and not (data_home.parent / "escaped.txt").exists()
+    )
     # the generic function refuses the same way and leaves no folder
     with pytest.raises(TLCourseError, match="unsafe member"):
         data.safe_extract(evil, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_an_absolute_member_lands_inside_never_at_its_path(data_home, tmp_path, monkeypatch):
+    """Tarfile's data filter strips the leading '/': the file stays inside the target folder."""
+    target = Path("/tmp/tlcourse_absolute_escape.txt")
+    target.unlink(missing_ok=True)
+    evil = crafted_archive(tmp_path / "evil.tgz", tarfile.TarInfo(str(target)), b"x")
+    dest = data.safe_extract(evil, tmp_path / "out")
+    assert (dest / "tmp" / target.name).read_bytes() == b"x" and not target.exists()
+    monkeypatch.setenv("TLCOURSE_FLOWERS", str(evil))
+    with pytest.raises(TLCourseError, match="does not have the flowers layout"):
+        data.flowers_dir(verbose=False)
+    assert not target.exists() and not (data_home / "flower_photos").exists()
 
 
 def test_safe_extract_extracts_atomically(tmp_path, archive):
@@ -188,25 +224,27 @@ def test_safe_extract_extracts_atomically(tmp_path, archive):
 
 def test_interrupted_extraction_leaves_nothing_trusted(data_home, archive, monkeypatch):
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(archive))
-    real = data._extract_member
+    real = data._flowers_filter
     calls = []
 
-    def interrupted(tar, member, root):
+    def interrupted(member, dest_path):
         calls.append(member.name)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return real(tar, member, root)
+        return real(member, dest_path)
 
-    monkeypatch.setattr(data, "_extract_member", interrupted)
+    monkeypatch.setattr(data, "_flowers_filter", interrupted)
     with pytest.raises(KeyboardInterrupt):
         data.flowers_dir(verbose=False)
     assert not (data_home / "flower_photos").exists()
     assert not (data_home / data.MARKER_NAME).exists()
     assert leftovers(data_home) == []
-    monkeypatch.setattr(data, "_extract_member", real)
+    monkeypatch.setattr(data, "_flowers_filter", real)
     folder = data.flowers_dir(verbose=False)
-    assert data._class_counts(folder) == {c: 10 for c in CLASSES}
-    assert json.loads((data_home / data.MARKER_NAME).read_text())["sha256"] == fetch.file_hash(archive)
+    assert data._class_counts(folder) == dict.fromkeys(CLASSES, 10)
+    assert json.loads((data_home / data.MARKER_NAME).read_text())["sha256"] == fetch.file_hash(
+        archive
+    )
 
 
 def test_cache_without_marker_is_not_trusted(data_home, archive, monkeypatch):
@@ -216,18 +254,22 @@ def test_cache_without_marker_is_not_trusted(data_home, archive, monkeypatch):
         data.flowers_dir(verbose=False)
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(archive))
     folder = data.flowers_dir(verbose=False)
-    assert data._class_counts(folder) == {c: 10 for c in CLASSES}  # replaced, not merged
+    assert data._class_counts(folder) == dict.fromkeys(CLASSES, 10)  # replaced, not merged
 
 
 # --------------------------------------------------------------------------- source order
+
 
 def test_source_order(data_home, tmp_path, monkeypatch, capsys):
     env_archive = make_archive(tmp_path / "env" / "mine.tgz", classes=("a", "b"), per_class=3)
     in_data = make_archive(data_home / "flower_photos.tgz", classes=("c", "d", "e"), per_class=3)
     extractions = []
     real = data._extract_to_temp
-    monkeypatch.setattr(data, "_extract_to_temp",
-                        lambda archive, *a: extractions.append(Path(archive).name) or real(archive, *a))
+    monkeypatch.setattr(
+        data,
+        "_extract_to_temp",
+        lambda archive, *a: extractions.append(Path(archive).name) or real(archive, *a),
+    )
 
     def counts():
         return sorted(data._class_counts(data_home / "flower_photos"))
@@ -260,14 +302,20 @@ def test_several_archives_in_data_say_which_is_used(data_home, capsys):
 
 
 def test_download_is_last_and_verified(data_home, tmp_path, monkeypatch):
-    served = make_archive(tmp_path / "server" / "flower_photos.tgz", classes=("x", "y"), per_class=3)
+    served = make_archive(
+        tmp_path / "server" / "flower_photos.tgz", classes=("x", "y"), per_class=3
+    )
     monkeypatch.setattr(data, "FLOWERS_URL", served.as_uri())
     monkeypatch.setattr(data, "FLOWERS_SHA256", "0" * 64)
     with pytest.raises(TLCourseError) as info:
         data.flowers_dir(verbose=False)
     message = str(info.value)
     assert message.startswith("No flowers data found. Tried: TLCOURSE_FLOWERS (unset)")
-    assert "sha256" in message and "0" * 64 in message and "Place flower_photos.tgz in data/" in message
+    assert (
+        "sha256" in message
+        and "0" * 64 in message
+        and "Place flower_photos.tgz in data/" in message
+    )
     assert not (data_home / "flower_photos.tgz").exists()
     monkeypatch.setattr(data, "FLOWERS_SHA256", fetch.file_hash(served))
     folder = data.flowers_dir(verbose=False)
@@ -279,15 +327,22 @@ def test_no_source_at_all(data_home):
     with pytest.raises(TLCourseError) as info:
         data.flowers_dir(verbose=False)
     message = str(info.value)
-    for part in ("TLCOURSE_FLOWERS (unset)", "flower_photos*.tgz (none)", "(missing)",
-                 "Could not download", "TLCOURSE_FLOWERS=../shared/data/flower_photos_mini.tgz"):
+    for part in (
+        "TLCOURSE_FLOWERS (unset)",
+        "flower_photos*.tgz (none)",
+        "(missing)",
+        "Could not download",
+        "TLCOURSE_FLOWERS=../shared/data/flower_photos_mini.tgz",
+    ):
         assert part in message
 
 
 def test_url_in_env_is_downloaded_with_fetch(data_home, archive, monkeypatch):
     calls = []
     real = fetch.download
-    monkeypatch.setattr(fetch, "download", lambda url, dest, **k: calls.append(url) or real(url, dest, **k))
+    monkeypatch.setattr(
+        fetch, "download", lambda url, dest, **k: calls.append(url) or real(url, dest, **k)
+    )
     monkeypatch.setenv("TLCOURSE_FLOWERS", archive.as_uri())
     folder = data.flowers_dir(verbose=False)
     assert calls == [archive.as_uri()]
@@ -301,6 +356,7 @@ def test_url_in_env_is_downloaded_with_fetch(data_home, archive, monkeypatch):
 
 
 # --------------------------------------------------------------------------- bad archives
+
 
 def test_bad_archives(data_home, tmp_path, monkeypatch, archive):
     cases = {}
@@ -339,6 +395,7 @@ def test_relative_env_path_is_found_from_the_project_folder(data_home, monkeypat
 
 # --------------------------------------------------------------------------- clean images
 
+
 def make_odd_folder(root: Path) -> Path:
     good, odd = root / "good", root / "odd"
     good.mkdir(parents=True)
@@ -365,24 +422,35 @@ def test_odd_images_are_converted_broken_ones_left_out_and_keras_reads_the_rest(
     import keras
 
     root = make_odd_folder(tmp_path / "homework")
-    sources = {c: sorted(p for p in (root / c).iterdir() if not p.name.startswith("."))
-               for c in ("good", "odd")}
+    sources = {
+        c: sorted(p for p in (root / c).iterdir() if not p.name.startswith("."))
+        for c in ("good", "odd")
+    }
     with pytest.warns(UserWarning, match=r"Skipped 2 of 8 files") as record:
         converted = data._populate(tmp_path / "clean", sources, root)
     message = str(record[0].message)
-    assert "a_truncated.jpg (truncated or corrupt" in message and "b_text.jpg (not an image)" in message
+    assert (
+        "a_truncated.jpg (truncated or corrupt" in message
+        and "b_text.jpg (not an image)" in message
+    )
     assert [Path(p).name for p in converted] == ["c_cmyk.jpg", "d_rgba.png", "e_palette.gif"]
     assert sorted(p.name for p in (tmp_path / "clean" / "good").iterdir()) == [
-        "a_rgb.jpg", "b_grey.png", "c_cmyk.png", "d_rgba.png", "e_palette.png"]
-    ds = keras.utils.image_dataset_from_directory(tmp_path / "clean", image_size=(16, 16),
-                                                  shuffle=False, batch_size=None, verbose=False)
+        "a_rgb.jpg",
+        "b_grey.png",
+        "c_cmyk.png",
+        "d_rgba.png",
+        "e_palette.png",
+    ]
+    ds = keras.utils.image_dataset_from_directory(
+        tmp_path / "clean", image_size=(16, 16), shuffle=False, batch_size=None, verbose=False
+    )
     images = np.stack([x.numpy() for x, _ in ds])
     labels = [int(y) for _, y in ds]
     assert images.shape == (6, 16, 16, 3) and labels == [0, 0, 0, 0, 0, 1]
-    np.testing.assert_allclose(images[1], 128, atol=1)                              # grey: 3 equal channels
+    np.testing.assert_allclose(images[1], 128, atol=1)  # grey: 3 equal channels
     np.testing.assert_allclose(images[2].mean(axis=(0, 1)), [255, 0, 0], atol=12)  # CMYK red
-    np.testing.assert_allclose(images[3], 255)                                      # transparent: white
-    np.testing.assert_allclose(images[4].mean(axis=(0, 1)), [0, 0, 255], atol=1)   # palette blue
+    np.testing.assert_allclose(images[3], 255)  # transparent: white
+    np.testing.assert_allclose(images[4].mean(axis=(0, 1)), [0, 0, 255], atol=1)  # palette blue
 
 
 def test_odd_files_in_the_archive_never_reach_a_split(data_home, tmp_path, monkeypatch):
@@ -401,8 +469,10 @@ def test_odd_files_in_the_archive_never_reach_a_split(data_home, tmp_path, monke
 
 # --------------------------------------------------------------------------- augmentation
 
+
 def test_augmentation_is_the_courses_image_data_generator():
     import keras
+
     aug = tl.augmentation(seed=1)
     assert aug.name == "augmentation"
     flip, rotation, zoom = aug.layers
@@ -420,19 +490,21 @@ def test_augmentation_is_the_courses_image_data_generator():
 
 # --------------------------------------------------------------------------- the real mini archive
 
+
 def test_mini_archive(data_home, mini_archive, monkeypatch):
     import keras
 
     monkeypatch.setenv("TLCOURSE_FLOWERS", str(mini_archive))
     folder = data.flowers_dir(verbose=False)
-    assert data._class_counts(folder) == {c: 200 for c in FLOWER_CLASSES}
+    assert data._class_counts(folder) == dict.fromkeys(FLOWER_CLASSES, 200)
     marker = json.loads((data_home / data.MARKER_NAME).read_text())
     assert marker["sha256"] == data.manifest()["flowers_mini"]["sha256"]
     s = data.make_splits(per_class=200, grow_test=True)  # the full-mode split
     assert s.class_names == list(FLOWER_CLASSES)
     for c in FLOWER_CLASSES:
         assert [s.counts[split][c] for split in SPLITS] == [160, 20, 20]
-    ds = keras.utils.image_dataset_from_directory(s.test_dir, image_size=(32, 32), shuffle=False,
-                                                  verbose=False)
+    ds = keras.utils.image_dataset_from_directory(
+        s.test_dir, image_size=(32, 32), shuffle=False, verbose=False
+    )
     labels = np.concatenate([y.numpy() for _, y in ds])
     assert np.bincount(labels).tolist() == [20] * 5

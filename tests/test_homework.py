@@ -1,15 +1,19 @@
-"""Homework, end to end with nbgrader: markers, student versions, the catalogue of wrong
-answers, and generate -> submit -> autograde -> feedback with the gradebook's scores."""
+"""Homework, end to end with nbgrader.
+
+Markers, student versions, the catalogue of wrong answers, and generate -> submit -> autograde ->
+feedback with the gradebook's scores.
+"""
+
 import ast
 import re
 import symtable
 
 import nbformat
 import pytest
-
 from course_run import exercises
-from tlcourse.course import homework
 from wrong_answers import WRONG_ANSWERS
+
+from tlcourse.course import homework
 
 SOURCES = homework.source_notebooks()
 
@@ -18,17 +22,37 @@ def _read(path):
     return nbformat.read(path, as_version=4)
 
 
-def _region_lines(nb, begin, end):
-    """Every non-blank line (stripped) between ``begin`` and ``end`` markers in the code cells."""
-    return [line for c in nb.cells if c.cell_type == "code"
-            for region in homework._regions(c.source, begin, end) for line in region if line]
+def _region_lines(nb, kind):
+    """Every non-blank line (stripped) inside the code cells' ``kind`` regions, markers left out.
+
+    ``kind``: "SOLUTION" or "HIDDEN TESTS".
+    """
+    pattern = re.compile(homework._REGION.format(kind), flags=re.M | re.S)
+    return [
+        line.strip()
+        for c in nb.cells
+        if c.cell_type == "code"
+        for region in pattern.finditer(c.source)
+        for line in region[0].splitlines()[1:-1]
+        if line.strip()
+    ]
 
 
 def public_lines(nb) -> set:
     """Every non-blank line (stripped) outside the solution and hidden-test regions."""
-    lines = (line.strip() for cell in nb.cells for line in re.sub(
-        homework._REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S).splitlines())
-    markers = (homework.BEGIN_SOLUTION, homework.END_SOLUTION, homework.BEGIN_HIDDEN, homework.END_HIDDEN)
+    lines = (
+        line.strip()
+        for cell in nb.cells
+        for line in re.sub(
+            homework._REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S
+        ).splitlines()
+    )
+    markers = (
+        homework.BEGIN_SOLUTION,
+        homework.END_SOLUTION,
+        homework.BEGIN_HIDDEN,
+        homework.END_HIDDEN,
+    )
     return {line for line in lines if line and line not in markers}
 
 
@@ -40,27 +64,60 @@ def _lines(nb):
 def test_source_exercises_are_well_formed(path):
     nb = _read(path)
     assert homework.check_notebook(nb, path.name) == []
-    assert [c for c in nb.cells if homework.nbgrader_meta(c).get("solution")], "at least one exercise"
+    assert [c for c in nb.cells if homework.nbgrader_meta(c).get("solution")], (
+        "at least one exercise"
+    )
 
 
 def test_grade_ids_are_unique_across_the_course():
-    ids = [homework.nbgrader_meta(c)["grade_id"] for p in SOURCES for c in _read(p).cells
-           if homework.nbgrader_meta(c)]
+    ids = [
+        homework.nbgrader_meta(c)["grade_id"]
+        for p in SOURCES
+        for c in _read(p).cells
+        if homework.nbgrader_meta(c)
+    ]
     assert len(ids) == len(set(ids))
 
 
 def test_marker_check_catches_mistakes():
-    nb = nbformat.v4.new_notebook()
-    meta = {"nbgrader": {"grade": True, "grade_id": "x", "locked": True, "schema_version": 3,
-                         "solution": False, "task": False}}
-    nb.cells = [nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n", metadata={}),
-                nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\nassert x\n", metadata=meta),
-                nbformat.v4.new_code_cell("assert x\n", metadata=meta)]
-    problems = " | ".join(homework.check_notebook(nb, "broken"))
-    assert "without '### END SOLUTION'" in problems
-    assert "without '### END HIDDEN TESTS'" in problems
-    assert "used twice" in problems
-    assert "without positive points" in problems
+    def problems(*cells):
+        return " | ".join(
+            homework.check_notebook(nbformat.v4.new_notebook(cells=list(cells)), "broken")
+        )
+
+    def meta(gid, **flags):
+        return {
+            "nbgrader": {
+                "grade": False,
+                "solution": False,
+                "locked": False,
+                "task": False,
+                "schema_version": 3,
+                "grade_id": gid,
+                **flags,
+            }
+        }
+
+    test = meta("t", grade=True, locked=True, points=1)
+    assert "no end solution statement found" in problems(
+        nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n", metadata=meta("s", solution=True)),
+        nbformat.v4.new_code_cell("assert x", metadata=test),
+    )
+    assert "Solution region detected in a non-solution cell" in problems(
+        nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n"),
+        nbformat.v4.new_code_cell("assert x", metadata=test),
+    )
+    assert "No end hidden tests statement found" in problems(
+        nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\nassert x\n", metadata=test)
+    )
+    assert "Duplicate grade id" in problems(
+        nbformat.v4.new_code_cell("assert x", metadata=test),
+        nbformat.v4.new_code_cell("assert x", metadata=test),
+    )
+    assert "without positive points" in problems(
+        nbformat.v4.new_code_cell("assert x", metadata=meta("t", grade=True, locked=True, points=0))
+    )
+    assert "no graded exercise" in problems(nbformat.v4.new_code_cell("x = 1"))
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +135,7 @@ def test_every_notebook_gets_a_student_version(course):
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
 def test_student_version_hides_solutions_and_hidden_tests(course, path):
     source, student = _read(path), _read(course[1][path.stem])
-    secret = (set(_region_lines(source, homework.BEGIN_SOLUTION, homework.END_SOLUTION))
-              | set(_region_lines(source, homework.BEGIN_HIDDEN, homework.END_HIDDEN)))
+    secret = set(_region_lines(source, "SOLUTION")) | set(_region_lines(source, "HIDDEN TESTS"))
     # lines the notebook shows anyway (outside the solution and hidden regions) are not secrets
     leaked = (secret & _lines(student)) - public_lines(source)
     assert not leaked, f"solution or hidden-test lines survive: {sorted(leaked)[:5]}"
@@ -90,7 +146,11 @@ def test_student_version_hides_solutions_and_hidden_tests(course, path):
     graded = homework.graded_cells(student)
     assert len(graded) == len(homework.graded_cells(source))
     # autograded test cells are locked; written answers (graded by hand) stay editable
-    assert all(homework.nbgrader_meta(c)["locked"] for c in graded if not homework.nbgrader_meta(c).get("solution"))
+    assert all(
+        homework.nbgrader_meta(c)["locked"]
+        for c in graded
+        if not homework.nbgrader_meta(c).get("solution")
+    )
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
@@ -101,27 +161,37 @@ def test_every_autograded_exercise_has_a_catalogued_wrong_answer(path):
 
 
 def _points(cells) -> float:
-    return float(sum(homework.nbgrader_meta(c)["points"] for c in cells
-                     if c.cell_type == "code" and homework.nbgrader_meta(c).get("grade")))
+    return float(
+        sum(
+            homework.nbgrader_meta(c)["points"]
+            for c in cells
+            if c.cell_type == "code" and homework.nbgrader_meta(c).get("grade")
+        )
+    )
 
 
 # nbgrader's autograde executes each submission: make test grades the notebooks that run in
 # seconds, make test-all (pytest --full) every notebook.
 CHEAP = ("00_what_is_transfer_learning", "01_imagenet_inference", "06_depthwise_separable_cost")
 ROUND_TRIP = [
-    pytest.param(path, marks=() if path.stem in CHEAP else pytest.mark.full, id=path.stem) for path in SOURCES
+    pytest.param(path, marks=() if path.stem in CHEAP else pytest.mark.full, id=path.stem)
+    for path in SOURCES
 ]
 
 
 @pytest.mark.parametrize("path", ROUND_TRIP)
 def test_nbgrader_round_trip_solution_blank_and_a_mistake(course, path):
-    """Three submissions through nbgrader's autograde and generate_feedback; the gradebook must
-    give the solution full marks, the blank student version zero, and the submission with one
-    catalogued mistake exactly the points of the exercises it got right."""
+    """Three submissions through nbgrader's autograde and generate_feedback.
+
+    The gradebook must give the solution full marks, the blank student version zero, and the
+    submission with one catalogued mistake exactly the points of the exercises it got right.
+    """
     root, released = course
     source, student = _read(path), _read(released[path.stem])
     mistaken = next(
-        (s, t) for s, t in exercises(source) if WRONG_ANSWERS.get(homework.nbgrader_meta(s)["grade_id"])
+        (s, t)
+        for s, t in exercises(source)
+        if WRONG_ANSWERS.get(homework.nbgrader_meta(s)["grade_id"])
     )
     gid = homework.nbgrader_meta(mistaken[0])["grade_id"]
     submissions = {
@@ -153,9 +223,10 @@ def test_nbgrader_round_trip_solution_blank_and_a_mistake(course, path):
 
 
 def _names(statement) -> tuple[set[str], set[str]]:
-    """(names a top-level statement binds, module-level names it reads before binding them),
-    from Python's ``symtable``: loop variables, comprehensions and function arguments are not
-    reads of the notebook's names."""
+    """(names a top-level statement binds, module-level names it reads), from ``symtable``.
+
+    Loop variables, comprehensions and function arguments are not reads of the notebook's names.
+    """
     bound, read = set(), set()
 
     def visit(table, top):
@@ -178,7 +249,8 @@ def blank_breaks(nb) -> list[str]:
     Every name a solution cell or a graded cell binds is *broken* in a blank submission (the stub
     raises, or the function it defines does when called). A later cell that is not graded and
     reads a broken name before binding it again would fail: each such read is returned. Each
-    graded test cell must read a name its own exercise breaks, or the blank would pass it."""
+    graded test cell must read a name its own exercise breaks, or the blank would pass it.
+    """
     problems, broken = [], {}
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -194,15 +266,23 @@ def blank_breaks(nb) -> list[str]:
             bound, read = _names(statement)
             for name in sorted(read - rebound):
                 if name in broken:
-                    problems.append(f"cell {i} reads {name!r}, which a blank {broken[name]} leaves broken")
+                    problems.append(
+                        f"cell {i} reads {name!r}, which a blank {broken[name]} leaves broken"
+                    )
             rebound.update(bound)
     for solution, tests in exercises(nb):
         gid = homework.nbgrader_meta(solution)["grade_id"]
-        defined = {name for statement in ast.parse(solution.source).body for name in _names(statement)[0]}
+        defined = {
+            name for statement in ast.parse(solution.source).body for name in _names(statement)[0]
+        }
         for test in tests:
-            reads = {name for statement in ast.parse(test.source).body for name in _names(statement)[1]}
+            reads = {
+                name for statement in ast.parse(test.source).body for name in _names(statement)[1]
+            }
             if not defined & reads:
-                problems.append(f"{homework.nbgrader_meta(test)['grade_id']} reads nothing {gid} defines")
+                problems.append(
+                    f"{homework.nbgrader_meta(test)['grade_id']} reads nothing {gid} defines"
+                )
     return problems
 
 
@@ -212,15 +292,54 @@ def test_a_blank_answer_fails_only_its_own_graded_cells(path):
 
 
 def test_the_blank_check_sees_a_later_cell_that_needs_an_answer():
-    meta = {"nbgrader": {"solution": True, "grade": False, "grade_id": "ex", "locked": False, "schema_version": 3}}
+    meta = {
+        "nbgrader": {
+            "solution": True,
+            "grade": False,
+            "grade_id": "ex",
+            "locked": False,
+            "schema_version": 3,
+        }
+    }
     test_meta = {
-        "nbgrader": {"solution": False, "grade": True, "grade_id": "ex-tests", "points": 1, "locked": True, "schema_version": 3}
+        "nbgrader": {
+            "solution": False,
+            "grade": True,
+            "grade_id": "ex-tests",
+            "points": 1,
+            "locked": True,
+            "schema_version": 3,
+        }
     }
     cells = [
-        nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION", metadata=meta),
+        nbformat.v4.new_code_cell(
+            "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION", metadata=meta
+        ),
         nbformat.v4.new_code_cell("assert f(1) == 1", metadata=test_meta),
         nbformat.v4.new_code_cell("y = f(2)"),
         nbformat.v4.new_code_cell("f = print\nf(3)"),
     ]
     problems = blank_breaks(nbformat.v4.new_notebook(cells=cells))
     assert problems == ["cell 2 reads 'f', which a blank ex leaves broken"]
+
+
+def test_autograde_problems_reach_the_instructor_as_lines_not_tracebacks(
+    course, monkeypatch, capsys
+):
+    """A submission that is not a notebook is reported in one plain line; the others are graded."""
+    root, released = course
+    stem = "06_depthwise_separable_cost"
+    source, student = _read(SOURCES[6]), _read(released[stem])
+    homework.submit(root, stem, "carol", homework.fill(student, source))
+    broken = root / "submitted" / "dave" / stem
+    broken.mkdir(parents=True)
+    (broken / f"{stem}.ipynb").write_text("this is not a notebook")
+    monkeypatch.setenv("TLCOURSE_BUILD", str(root.parent))
+    monkeypatch.setattr(
+        homework, "build_dir", lambda *parts: root.joinpath(*parts[1:]) if parts else root
+    )
+    assert homework.main(["autograde"]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert f"dave, {stem}: not graded. nbgrader autograde {stem} dave failed" in err
+    assert "carol" in out

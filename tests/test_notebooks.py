@@ -15,7 +15,13 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from nbval.plugin import IPyNbCell, coalesce_streams, find_comment_markers, find_metadata_tags, nocolors
+from nbval.plugin import (
+    IPyNbCell,
+    coalesce_streams,
+    find_comment_markers,
+    find_metadata_tags,
+    nocolors,
+)
 
 from tlcourse.course import build
 
@@ -27,7 +33,8 @@ class NbvalComparison:
     """nbval's output comparison (``IPyNbCell.compare_outputs``) on outputs computed elsewhere.
 
     Skips what ``--nbval-lax`` skips without nbdime: metadata, tracebacks, execution counts,
-    images and widget model ids."""
+    images and widget model ids.
+    """
 
     skip_compare = (
         "metadata",
@@ -55,7 +62,9 @@ class NbvalComparison:
     def differences(self, executed_outputs, stored_outputs) -> str:
         """Empty when nbval would pass the cell; else nbval's report of what differs."""
         self.comparison_traceback = []
-        same = self.compare_outputs(coalesce_streams(executed_outputs), coalesce_streams(stored_outputs))
+        same = self.compare_outputs(
+            coalesce_streams(executed_outputs), coalesce_streams(stored_outputs)
+        )
         return "" if same else "\n".join(self.comparison_traceback)
 
 
@@ -65,7 +74,9 @@ def checked_cells(nb) -> list[int]:
         i
         for i, cell in enumerate(nb.cells)
         if cell.cell_type == "code"
-        and dict(find_comment_markers(cell.source), **dict(find_metadata_tags(cell.metadata))).get("check")
+        and dict(find_comment_markers(cell.source), **dict(find_metadata_tags(cell.metadata))).get(
+            "check"
+        )
     ]
 
 
@@ -104,14 +115,20 @@ def test_the_comparison_is_nbvals():
     """A changed number in a stream fails; a different image or widget id does not."""
     stream = nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.90\n")
     changed = nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.91\n")
-    image = nbformat.v4.new_output("display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"})
-    other_image = nbformat.v4.new_output("display_data", data={"image/png": "BBBB", "text/plain": "<Figure>"})
+    image = nbformat.v4.new_output(
+        "display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"}
+    )
+    other_image = nbformat.v4.new_output(
+        "display_data", data={"image/png": "BBBB", "text/plain": "<Figure>"}
+    )
     compare = NbvalComparison()
     assert compare.differences([stream, image], [stream, other_image]) == ""
     assert "accuracy 0.9" in compare.differences([changed, image], [stream, image])
     assert compare.differences([stream], [stream, image])  # an output missing
     cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)")
-    assert checked_cells(nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell("1")])) == [0]
+    assert checked_cells(
+        nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell("1")])
+    ) == [0]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -128,5 +145,7 @@ def test_catalogued_wrong_answers_are_caught(path, course_run):
         for solution, _ in exercises(nbformat.read(path, as_version=4))
     )
     assert len(run.wrong_answers) == expected
-    missed = [f"{w.grade_id}: '{w.what}' passes every test" for w in run.wrong_answers if not w.caught]
+    missed = [
+        f"{w.grade_id}: '{w.what}' passes every test" for w in run.wrong_answers if not w.caught
+    ]
     assert not missed, "\n".join(missed)

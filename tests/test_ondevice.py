@@ -1,13 +1,16 @@
-"""Notebook 08's route to a phone: export a Keras model three ways (float32, dynamic-range int8
-weights, full-integer int8), run each file with LiteRT in a process without TensorFlow, and
-check it predicts what the Keras model predicts."""
+"""Notebook 08's route to a phone.
+
+Export a Keras model three ways (float32, dynamic-range int8 weights, full-integer int8), run each
+file with LiteRT in a process without TensorFlow, and check it predicts what the Keras model
+predicts.
+"""
+
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from tlcourse.lesson import config, ondevice
 from tlcourse.lesson.errors import TLCourseError
@@ -26,19 +29,28 @@ def colour_photos(n: int, seed: int):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    """The course's model in miniature: raw pixels -> Rescaling -> a small convolutional base
-    (a standard convolution, then a depthwise-separable block with BatchNorm and ReLU6, as in
-    MobileNet) -> pooling -> dropout -> softmax; trained to tell the colours apart."""
+    """The course's model in miniature.
+
+    Raw pixels -> Rescaling -> a small convolutional base (a standard convolution, then a
+    depthwise-separable block with BatchNorm and ReLU6, as in MobileNet) -> pooling -> dropout ->
+    softmax; trained to tell the colours apart.
+    """
     keras.utils.set_random_seed(0)
     layers = keras.layers
-    base = keras.Sequential([
-        layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False),
-        layers.BatchNormalization(), layers.ReLU(6.0),
-        layers.DepthwiseConv2D(3, padding="same", use_bias=False),
-        layers.BatchNormalization(), layers.ReLU(6.0),
-        layers.Conv2D(64, 1, use_bias=False),
-        layers.BatchNormalization(), layers.ReLU(6.0),
-    ], name="base")
+    base = keras.Sequential(
+        [
+            layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(6.0),
+            layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(6.0),
+            layers.Conv2D(64, 1, use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(6.0),
+        ],
+        name="base",
+    )
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
     x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     x = base(x, training=False)
@@ -46,7 +58,9 @@ def tiny_model():
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(CLASSES, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     images, labels = colour_photos(512, seed=1)
     model.fit(images, labels, epochs=8, batch_size=32, verbose=0)
     return model, images
@@ -65,10 +79,13 @@ def exported(tiny_model, tmp_path_factory):
     options = {
         "float32": {},
         "dynamic": {"optimizations": [tf.lite.Optimize.DEFAULT]},
-        "int8": {"optimizations": [tf.lite.Optimize.DEFAULT],
-                 "representative_dataset": representative,
-                 "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
-                 "inference_input_type": tf.uint8, "inference_output_type": tf.uint8},
+        "int8": {
+            "optimizations": [tf.lite.Optimize.DEFAULT],
+            "representative_dataset": representative,
+            "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+            "inference_input_type": tf.uint8,
+            "inference_output_type": tf.uint8,
+        },
     }
     paths = {}
     for name, kwargs in options.items():
@@ -109,7 +126,7 @@ def test_quantised_files_hold_int8_weights(exported):
         return sum(t["dtype"] == np.int8 for t in interpreter.get_tensor_details())
 
     assert int8_tensors(exported["float32"]) == 0
-    assert int8_tensors(exported["dynamic"]) >= 1      # the 32x64 pointwise kernel
+    assert int8_tensors(exported["dynamic"]) >= 1  # the 32x64 pointwise kernel
     assert int8_tensors(exported["int8"]) > int8_tensors(exported["dynamic"])  # activations too
     assert exported["dynamic"].stat().st_size < exported["float32"].stat().st_size
 
@@ -126,11 +143,8 @@ def test_tensorflow_cannot_be_imported_in_the_worker():
     import subprocess
     import sys
 
-    code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('w', sys.argv[1]); "
-            "m = sys.modules['w'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            "m._block_tensorflow(); import tensorflow")
-    done = subprocess.run([sys.executable, "-c", code, ondevice.__file__], capture_output=True, text=True,
-                          check=False)
+    code = "from tlcourse.lesson import ondevice; ondevice._block_tensorflow(); import tensorflow"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "import of tensorflow halted" in done.stderr
 
 
@@ -149,5 +163,18 @@ def test_missing_and_corrupt_files_say_so(tmp_path):
         ondevice.run_tflite(tmp_path / "missing.tflite", images)
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"not a flatbuffer")
-    with pytest.raises(TLCourseError, match="corrupt.tflite"):
+    with pytest.raises(TLCourseError, match="corrupt.tflite") as err:
         ondevice.run_tflite(corrupt, images)
+    assert "pip install" not in str(err.value)  # a bad file is not blamed on a missing package
+
+
+def test_litert_missing_from_the_environment_says_so(tmp_path, monkeypatch, exported):
+    """A worker whose ai_edge_litert cannot be imported: the message names the package."""
+    fake = tmp_path / "site" / "ai_edge_litert"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'ai_edge_litert'\")\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    with pytest.raises(TLCourseError, match="LiteRT is not installed.*pip install ai-edge-litert"):
+        ondevice.run_tflite(exported["float32"], np.zeros((1, SIZE, SIZE, 3), "float32"))

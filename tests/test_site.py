@@ -4,6 +4,7 @@ One small executed notebook (a formula, a matplotlib image, a saved widget view)
 results JSON are written into a temporary build folder; the site built from it must show
 them without executing anything again, and must load nothing from the internet.
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,22 +48,38 @@ def _png() -> bytes:
 def _executed_notebook(path, png: bytes) -> None:
     """A notebook as nbclient leaves it: outputs and the widget state in its metadata.
 
-    The code cells raise if run, so a site that executed them again would show errors."""
+    The code cells raise if run, so a site that executed them again would show errors.
+    """
     import ipywidgets
     from ipywidgets.embed import embed_data
 
     slider = ipywidgets.IntSlider(value=3, min=0, max=10, description="k")
     data = embed_data(views=[slider])
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": data["manager_state"]}
     plot = nbformat.v4.new_code_cell("raise RuntimeError('executed again')", execution_count=1)
-    plot.outputs = [nbformat.v4.new_output(
-        "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"})]
+    plot.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"},
+        )
+    ]
     widget = nbformat.v4.new_code_cell("raise RuntimeError('executed again')", execution_count=2)
-    widget.outputs = [nbformat.v4.new_output("execute_result", execution_count=2, data={
-        "application/vnd.jupyter.widget-view+json": data["view_specs"][0],
-        "text/plain": "IntSlider(value=3, description='k', max=10)"})]
+    widget.outputs = [
+        nbformat.v4.new_output(
+            "execute_result",
+            execution_count=2,
+            data={
+                "application/vnd.jupyter.widget-view+json": data["view_specs"][0],
+                "text/plain": "IntSlider(value=3, description='k', max=10)",
+            },
+        )
+    ]
     nb.cells = [nbformat.v4.new_markdown_cell(LESSON), plot, widget]
     nbformat.validate(nb)
     nbformat.write(nb, path)
@@ -76,10 +93,21 @@ def built(tmp_path_factory):
     _executed_notebook(build / "01_tiny.ipynb", png)
     (build / "results").mkdir()
     (build / "results" / "curve.png").write_bytes(png)
-    (build / "results" / "01_tiny.json").write_text(json.dumps({
-        "top1": 0.85, "cached_s_per_epoch": 0.0843, "parameters": 4253864, "peak_memory_mib": 512.0,
-        "cost_table": [{"layer": "standard", "mult_adds": 1000000}, {"layer": "separable", "mult_adds": 120000}],
-        "figures": [{"path": "results/curve.png", "caption": "Accuracy against labels"}]}))
+    (build / "results" / "01_tiny.json").write_text(
+        json.dumps(
+            {
+                "top1": 0.85,
+                "cached_s_per_epoch": 0.0843,
+                "parameters": 4253864,
+                "peak_memory_mib": 512.0,
+                "cost_table": [
+                    {"layer": "standard", "mult_adds": 1000000},
+                    {"layer": "separable", "mult_adds": 120000},
+                ],
+                "figures": [{"path": "results/curve.png", "caption": "Accuracy against labels"}],
+            }
+        )
+    )
     return build, site.build_site(build, verbose=False)
 
 
@@ -136,8 +164,16 @@ def test_widget_view_saved_and_its_manager_served_locally(built):
 
 def test_results_page_is_a_labelled_table(built):
     results = _page(built[1], "results.html")
-    for text in ("Top-1", "0.85", "Cached (s) per epoch", "0.0843", "4,253,864", "Cost table",
-                 "1,000,000", "Accuracy against labels"):
+    for text in (
+        "Top-1",
+        "0.85",
+        "Cached (s) per epoch",
+        "0.0843",
+        "4,253,864",
+        "Cost table",
+        "1,000,000",
+        "Accuracy against labels",
+    ):
         assert text in results, text
     assert "cached_s_per_epoch" not in results and "=0.0843" not in results
     assert "Peak memory (MiB)" in results  # in the build table, not among the headline numbers
@@ -145,7 +181,9 @@ def test_results_page_is_a_labelled_table(built):
 
 def test_no_page_loads_anything_remote(built):
     out = built[1]
-    remote = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.I)
+    remote = re.compile(
+        r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.I
+    )
     for page in out.rglob("*.html"):
         assert not remote.search(page.read_text(encoding="utf-8")), page.name
     assert site.remote_references(out) == []
@@ -174,8 +212,14 @@ def test_a_tarball_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
     assert not any((tmp_path / "site-assets").glob("*/es5")), "an unverified library was kept"
 
 
-@pytest.mark.parametrize("key, text", [("cached_s_per_epoch", "Cached (s) per epoch"),
-                                       ("peak_memory_mib", "Peak memory (MiB)"),
-                                       ("top5", "Top-5"), ("vgg16_ratio_mult_adds", "VGG16 ratio mult adds")])
+@pytest.mark.parametrize(
+    "key, text",
+    [
+        ("cached_s_per_epoch", "Cached (s) per epoch"),
+        ("peak_memory_mib", "Peak memory (MiB)"),
+        ("top5", "Top-5"),
+        ("vgg16_ratio_mult_adds", "VGG16 ratio mult adds"),
+    ],
+)
 def test_labels(key, text):
     assert site.label(key) == text
