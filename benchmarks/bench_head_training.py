@@ -11,14 +11,18 @@ Prints
 
 Numbers depend on the machine and on what else runs on it; nothing asserts them.
 """
+
 from __future__ import annotations
 
 import time
 
-import tlcourse as tl  # first: it mutes TensorFlow's start-up lines
+import numpy as np
+
+import tlcourse as tl
+
+tl.quiet_tensorflow()  # before Keras is imported: no C++ start-up lines
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 TARGET = 0.85
 MAX_END_TO_END_EPOCHS = tl.pick(full=10, fast=2)
@@ -45,29 +49,42 @@ class EpochClock(keras.callbacks.Callback):
 
 
 def head(num_classes):
-    return [keras.layers.GlobalAveragePooling2D(), keras.layers.Dropout(0.2),
-            keras.layers.Dense(num_classes, activation="softmax")]
+    return [
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(num_classes, activation="softmax"),
+    ]
 
 
 def main():
     splits = tl.flowers_splits()
 
     def load(folder, shuffle):
-        return keras.utils.image_dataset_from_directory(folder, image_size=(224, 224), batch_size=32,
-                                                        shuffle=shuffle, seed=42, verbose=False)
+        return keras.utils.image_dataset_from_directory(
+            folder, image_size=(224, 224), batch_size=32, shuffle=shuffle, seed=42, verbose=False
+        )
 
-    train, train_fixed, val = load(splits.train_dir, True), load(splits.train_dir, False), load(splits.val_dir, False)
+    train, train_fixed, val = (
+        load(splits.train_dir, True),
+        load(splits.train_dir, False),
+        load(splits.val_dir, False),
+    )
     n_classes = len(train.class_names)
-    print(f"flowers: {splits.sizes['train']} training, {splits.sizes['val']} validation photos; "
-          f"target {TARGET:.0%} validation accuracy")
+    print(
+        f"flowers: {splits.sizes['train']} training, {splits.sizes['val']} validation photos; "
+        f"target {TARGET:.0%} validation accuracy"
+    )
 
-    base = keras.applications.MobileNet(weights="imagenet", include_top=False, input_shape=(224, 224, 3))
+    base = keras.applications.MobileNet(
+        weights="imagenet", include_top=False, input_shape=(224, 224, 3)
+    )
     base.trainable = False
     rescale = keras.layers.Rescaling(1 / 127.5, offset=-1)
 
     # 1. feature extraction throughput (after one warm-up batch)
-    extractor = keras.Sequential([keras.Input((224, 224, 3)), rescale, base,
-                                  keras.layers.GlobalAveragePooling2D()])
+    extractor = keras.Sequential(
+        [keras.Input((224, 224, 3)), rescale, base, keras.layers.GlobalAveragePooling2D()]
+    )
     extractor.predict(val.take(1), verbose=0)
     start = time.perf_counter()
     y_train, X_train = tl.predictions(extractor, train_fixed)
@@ -84,17 +101,34 @@ def main():
     for layer in head(n_classes):
         x = layer(x)
     model = keras.Model(inputs, x)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     clock_e2e = EpochClock(time.perf_counter(), TARGET)
-    model.fit(train, validation_data=val, epochs=MAX_END_TO_END_EPOCHS, callbacks=[clock_e2e], verbose=0)
+    model.fit(
+        train, validation_data=val, epochs=MAX_END_TO_END_EPOCHS, callbacks=[clock_e2e], verbose=0
+    )
 
     # 3. cached features: a head on the 1,024-d vectors
     tl.set_seed(42)
     cached = keras.Sequential([keras.Input((1024,))] + head(n_classes)[1:])
-    cached.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    cached.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     clock_cached = EpochClock(time.perf_counter() - extract_s, TARGET)  # the extraction counts
-    cached.fit(X_train, y_train, validation_data=(X_val, y_val), batch_size=32,
-               epochs=MAX_CACHED_EPOCHS, callbacks=[clock_cached], verbose=0)
+    cached.fit(
+        X_train,
+        y_train,
+        validation_data=(X_val, y_val),
+        batch_size=32,
+        epochs=MAX_CACHED_EPOCHS,
+        callbacks=[clock_cached],
+        verbose=0,
+    )
 
     e2e_epoch = float(np.median(clock_e2e.times))
     cached_epoch = float(np.median(clock_cached.times[1:] or clock_cached.times))
@@ -105,8 +139,10 @@ def main():
     print(f"\ntime to reach {TARGET:.0%} validation accuracy:")
     for name, clock in (("end to end", clock_e2e), ("cached (incl. extraction)", clock_cached)):
         if clock.reached_at is None:
-            print(f"  {name:26s} not reached in {len(clock.times)} epochs "
-                  f"(best {max(clock.val_accuracy):.1%})")
+            print(
+                f"  {name:26s} not reached in {len(clock.times)} epochs "
+                f"(best {max(clock.val_accuracy):.1%})"
+            )
         else:
             epochs = next(i for i, a in enumerate(clock.val_accuracy) if a >= TARGET) + 1
             print(f"  {name:26s} {clock.reached_at:7.1f} s ({epochs} epochs)")
