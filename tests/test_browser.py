@@ -691,3 +691,85 @@ def test_lecture_site_in_browser(course_run, playwright_browser, shots):
         problems.append("no page of the site shows an image")
     problems += [f"blocked request (the site must read offline): {u}" for u in sorted(set(blocked))]
     assert not problems, f"the lecture site ({build / 'site'}):\n  " + "\n  ".join(problems)
+
+
+DECK_STATE_JS = """() => ({
+  ready: !!document.querySelector('.reveal.ready'),
+  slides: [...document.querySelectorAll('.reveal .slides section')].filter(
+      s => !s.querySelector('section')).length,
+  math: document.querySelectorAll('mjx-container').length,
+  rawMath: /\\$[^$\\n]{1,80}\\$/.test(document.querySelector('.reveal .slides').innerText),
+  images: [...document.images].map(i => i.complete && i.naturalWidth > 0),
+})"""
+
+
+def test_lecture_decks_in_browser(course_run, playwright_browser, shots):
+    """Every notebook's reveal.js deck, made from the course run, opens offline in Chromium.
+
+    reveal.js loads from the build, as many slides show as the deck holds, math is typeset,
+    figures are shown.
+    """
+    from tlcourse.course.slides import build_slides, count_slides
+
+    course_run.all()
+    slides = build_slides(course_run.build, verbose=False)
+    folder, _ = shots
+    problems, seen = [], []
+    for notebook in NOTEBOOKS:
+        deck = slides / f"{notebook.stem}.slides.html"
+        expected = count_slides(deck.read_text(encoding="utf-8"))
+        page = playwright_browser.new_page(viewport=VIEWPORT)
+        blocked: list[str] = []
+        errors: list[str] = []
+        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)[:200]))
+
+        def offline(route, blocked=blocked):
+            if route.request.url.startswith(("file:", "data:", "blob:")):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", offline)
+        try:
+            page.goto(deck.as_uri())
+            page.wait_for_selector(".reveal.ready", timeout=30_000)
+            page.wait_for_timeout(1500)  # MathJax typesets after reveal.js is ready
+            state = page.evaluate(DECK_STATE_JS)
+            page.screenshot(path=str(folder / f"deck-{notebook.stem}.png"))
+        finally:
+            page.close()
+        seen.append(
+            f"{notebook.stem}: {state['slides']} slides, {state['math']} formulas, "
+            f"{sum(state['images'])} images"
+        )
+        if state["slides"] != expected or expected < 4:
+            problems.append(
+                f"{notebook.stem}: {state['slides']} slides shown, {expected} in the deck"
+            )
+        if state["rawMath"] or (notebook.stem != "08_on_device" and not state["math"]):
+            problems.append(f"{notebook.stem}: math not typeset ({state['math']} formulas)")
+        if not all(state["images"]):
+            problems.append(f"{notebook.stem}: an image did not load")
+        problems += [f"{notebook.stem}: blocked request {url}" for url in blocked]
+        problems += [f"{notebook.stem}: page error {error}" for error in errors]
+    print("decks:\n  " + "\n  ".join(seen))
+    assert not problems, "\n".join(problems)
+
+
+def test_rise_presents_a_notebook_in_jupyterlab(lab, playwright_browser, shots, course_run):
+    """jupyterlab-rise's slideshow of a notebook opens from the lab server, reveal.js running."""
+    executed = course_run.get("06").executed
+    shutil.copyfile(executed.path, lab.root / "notebooks" / executed.path.name)
+    folder, _ = shots
+    page = playwright_browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(f"{lab.url}/rise/notebooks/{executed.path.name}?token={lab.token}")
+        page.wait_for_selector(".reveal .slides section", timeout=120_000)
+        page.wait_for_timeout(1000)
+        slides = page.evaluate("document.querySelectorAll('.reveal .slides section').length")
+        page.screenshot(path=str(folder / "rise-06.png"))
+    finally:
+        page.close()
+        lab.shutdown_kernels()
+    assert slides >= 4, f"RISE shows {slides} slides"

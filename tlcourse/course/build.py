@@ -1,8 +1,9 @@
 """The lecture build (``make run``).
 
-Each notebook runs in a fresh kernel, in the mode ``TLCOURSE_FAST`` selects, and is saved with its
-HTML page into ``build/`` (``build-fast/`` in fast mode). A summary table follows, then the
-course site. The test suite runs the notebooks through the same :func:`execute`.
+Each notebook runs in a fresh kernel, in the mode ``TLCOURSE_FAST`` selects, and is saved with
+its HTML page into ``build/`` (``build-fast/`` in fast mode). A summary table follows, then the
+lecture's slides and the course site. The test suite runs the notebooks through the same
+:func:`execute`.
 
     python -m tlcourse.course.build [NOTEBOOK ...]
 """
@@ -171,7 +172,9 @@ def main(argv=None) -> int:
     print(table.to_string())
     if not names:
         from .site import build_site
+        from .slides import build_slides
 
+        build_slides(out_dir)
         build_site(out_dir)
     return 0 if rows and all(row["ok"] for row in rows) else 1
 

@@ -29,6 +29,7 @@ LECTURE = (
     "Advanced Section 1)."
 )
 STATIC = "tlcourse-web"
+SITE_ASSETS = ("mathjax", "html-manager")  # the others (manifest.json) serve the slides
 # html-manager 1.x typesets widget labels through MathJax 2's Hub.Queue, which MathJax 3 lacks.
 WIDGET_MATH_JS = """document.addEventListener("DOMContentLoaded", function () {
   var mj = window.MathJax;
@@ -165,6 +166,13 @@ def _results(build: Path, stem: str) -> dict:
         raise TLCourseError(f"{path} is not valid JSON ({exc}): run that notebook again.") from None
 
 
+def deck_link(build: Path, stem: str) -> str:
+    """`` (<a>slides</a>)`` to the part's deck in ``<build>/slides/`` (beside the site), if made."""
+    if not (build / "slides" / f"{stem}.slides.html").is_file():
+        return ""
+    return f' (<a href="../slides/{stem}.slides.html">slides</a>)'
+
+
 def write_book(build: Path, book: Path, assets: dict) -> list[tuple[str, str, str]]:
     """Write the book's source for ``build`` into ``book``: pages, config, ``assets``.
 
@@ -233,7 +241,7 @@ def write_book(build: Path, book: Path, assets: dict) -> list[tuple[str, str, st
         "Transfer learning reuses a network trained on a large data set "
         "for a new task with few labelled examples. The parts, in order:",
         "",
-        *(f"- **[{t}]({s}.ipynb)**  \n  {line}" for s, t, line in parts),
+        *(f"- **[{t}]({s}.ipynb)**{deck_link(build, s)}  \n  {line}" for s, t, line in parts),
         "",
         "The [results](results.md) page collects what each part measured. Each page is a "
         "notebook as the lecture build executed it; a widget shows its saved state (moving it "
@@ -286,24 +294,28 @@ def write_book(build: Path, book: Path, assets: dict) -> list[tuple[str, str, st
 
 
 def remote_references(site: Path) -> list[str]:
-    """Every script, stylesheet, image or frame in the pages of ``site`` that points elsewhere."""
-    pattern = re.compile(
-        r"<(script|link|img|iframe)\b[^>]*?\b(?:src|href)=[\"']((?:https?:)?//[^\"']+)", re.I
+    """Every script, stylesheet, image, frame or module import in ``site`` that points elsewhere."""
+    tags = re.compile(
+        r"<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)=[\"']((?:https?:)?//[^\"']+)", re.I
     )
-    return [
-        f"{page.relative_to(site)}: {m[2]}"
-        for page in sorted(site.rglob("*.html"))
-        for m in pattern.finditer(page.read_text(encoding="utf-8", errors="replace"))
-    ]
+    imports = re.compile(r"\bimport\b[^;'\"]*?\bfrom\s+[\"']((?:https?:)?//[^\"']+)")
+    found = []
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        for pattern in (tags, imports):
+            found += [f"{page.relative_to(site)}: {m[1]}" for m in pattern.finditer(text)]
+    return found
 
 
 def build_site(build=None, verbose: bool = True) -> Path:
     """Build ``<build>/site/`` (default: this mode's build) beside the old site, then swap it in."""
-    build, start = Path(build) if build is not None else build_dir(), time.perf_counter()
+    build = Path(build) if build is not None else build_dir()
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".site-", dir=build) as stage:
         book, html = Path(stage) / "book", Path(stage) / "out" / "_build" / "html"
         book.mkdir()
-        parts = write_book(build, book, web_assets(verbose=verbose))
+        assets = web_assets(verbose=verbose)
+        parts = write_book(build, book, {name: assets[name] for name in SITE_ASSETS})
         jupyter_book = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
         result = subprocess.run(
             [*jupyter_book, "build", str(book), "--path-output", str(Path(stage) / "out")],
