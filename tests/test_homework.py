@@ -324,12 +324,14 @@ def test_the_blank_check_sees_a_later_cell_that_needs_an_answer():
 
 
 def test_autograde_problems_reach_the_instructor_as_lines_not_tracebacks(
-    course, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys
 ):
     """A submission that is not a notebook is reported in one plain line; the others are graded."""
-    root, released = course
+    # a course of its own: `autograde` grades every submission, and the module's course has many
+    root = tmp_path / "nbgrader-course"
     stem = "06_depthwise_separable_cost"
-    source, student = _read(SOURCES[6]), _read(released[stem])
+    (released,) = homework.generate(root, [SOURCES[6]])
+    source, student = _read(SOURCES[6]), _read(released)
     homework.submit(root, stem, "carol", homework.fill(student, source))
     broken = root / "submitted" / "dave" / stem
     broken.mkdir(parents=True)
