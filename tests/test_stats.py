@@ -111,6 +111,15 @@ def test_verdict_is_computed_from_the_predictions():
     sentence = tl.verdict(*close, "A", "B")
     assert "cannot be told apart on these 55 photos" in sentence and "p = 1" in sentence
     assert "A - B = +1.8% (95% CI" in sentence  # what the test could have seen
+    assert "so a true difference beyond that interval is unlikely" in sentence
+    # 0 against 5 of 20: exact p = 0.0625, yet the interval on the difference excludes zero
+    margin = paired(
+        np.array([0] * 5 + [1] * 10 + [0] * 5, bool), np.array([1] * 15 + [0] * 5, bool)
+    )
+    sentence = tl.verdict(*margin, "fine-tuned", "head")
+    assert "cannot be told apart on these 20 photos" in sentence and "p = 0.0625" in sentence
+    assert "the interval leans to one side" in sentence and "more photos would decide" in sentence
+    assert "beyond that interval is unlikely" not in sentence
 
 
 def test_a_family_of_verdicts_is_holm_adjusted():

@@ -146,6 +146,12 @@ def _sentence(a: str, b: str, test: Paired, p_used: float, alpha: float, family:
     if p_used < alpha:
         winner, loser = (a, b) if test.a_only > test.b_only else (b, a)
         return f"{winner} beats {loser} on these {test.n} photos ({counts}; {p_text}; {interval})."
+    if test.low > 0 or test.high < 0:  # the exact test and the interval disagree at the margin
+        return (
+            f"{a} and {b} cannot be told apart on these {test.n} photos ({counts}; {p_text}): "
+            f"{interval}; the interval leans to one side, but the exact test does not reach "
+            f"p < {alpha:g}: more photos would decide."
+        )
     return (
         f"{a} and {b} cannot be told apart on these {test.n} photos ({counts}; {p_text}): "
         f"{interval}, so a true difference beyond that interval is unlikely, and one inside it "
