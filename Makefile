@@ -2,7 +2,7 @@
 #   make run       set up, then execute every notebook into build/ and make the course site
 #   make test      set up, then lint, unit tests and every notebook once in fast mode (CI)
 #   make test-all  make test, plus every check that executes the notebooks again
-# Also: make setup (idempotent), make site, make slides, make lab, make lab-student, make homework,
+# Also: make setup (idempotent), make site, make slides, make demo, make lab, make lab-student, make homework,
 # make bench, make lock, make clean.
 
 SHELL := bash
@@ -27,7 +27,7 @@ export TLCOURSE_FLOWERS := $(abspath $(SHARED_FLOWERS))
 endif
 endif
 
-.PHONY: setup run site slides test test-all lint lab lab-student bench homework lock clean
+.PHONY: setup run site slides demo test test-all lint lab lab-student bench homework lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ site: setup
 
 slides: setup
 	$(PY) -m tlcourse.course.slides
+
+# After make run: every notebook again, live, reusing the full run's long computations.
+demo: setup
+	$(PY) -m tlcourse.course.demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tlcourse benchmarks tests
@@ -81,4 +85,4 @@ lock:
 	$(COMPILE) --extra provision --extra hub -o requirements/student.lock
 
 clean:
-	rm -rf build build-fast
+	rm -rf build build-fast build-demo

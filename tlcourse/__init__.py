@@ -66,6 +66,7 @@ _LESSON = {
         "use_course_style",
     ],
     "report": ["record"],
+    "reuse": ["reuse"],
     "widgets": ["cost_explorer", "photo_picker", "unfreeze_slider"],
 }
 _WHERE = {name: module for module, names in _LESSON.items() for name in names}

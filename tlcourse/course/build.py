@@ -146,8 +146,16 @@ def summary_row(path: Path, run: Executed, out_dir: Path) -> dict:
 
 
 def write_summary(rows: list[dict], out_dir: Path) -> None:
-    """``summary.json`` in ``out_dir``: one record per notebook run, as the site reads it."""
-    (out_dir / "summary.json").write_text(json.dumps(rows, indent=1, default=str))
+    """``summary.json`` in ``out_dir``: one record per notebook, as the site reads it.
+
+    Rows of notebooks not run this time are kept from the previous summary.
+    """
+    path = out_dir / "summary.json"
+    previous = json.loads(path.read_text()) if path.exists() else []
+    ran = {row["notebook"] for row in rows}
+    merged = [row for row in previous if row["notebook"] not in ran] + rows
+    merged.sort(key=lambda row: row["notebook"])
+    path.write_text(json.dumps(merged, indent=1, default=str))
 
 
 def main(argv=None) -> int:
