@@ -62,19 +62,19 @@ def run_tflite(
 ) -> LiteRTRun:
     """Classify ``images`` one at a time with LiteRT in a process without TensorFlow.
 
-    ``images``: an array ``(n, height, width, 3)`` of raw pixels (0-255), as the course's models
-    take them. A full-integer model (uint8 input) gets them quantised with its input's scale and
-    zero point, ``q = round(pixel / scale + zero)``, clipped to 0-255; its uint8 outputs come back
-    dequantised to probabilities. Every photo is classified once, in order, and ``runs`` calls are
-    timed (default: one per photo; more cycle through the photos again) after ``warmup`` untimed
-    ones, on ``threads`` interpreter threads.
+    ``images``: an array ``(n, height, width, 3)`` of raw pixels (0-255, bytes or floats), as the
+    course's models take them. A full-integer model (uint8 input) gets them quantised with its
+    input's scale and zero point, ``q = round(pixel / scale + zero)``, clipped to 0-255; its uint8
+    outputs come back dequantised to probabilities. Every photo is classified once, in order, and
+    ``runs`` calls are timed (default: one per photo; more cycle through the photos again) after
+    ``warmup`` untimed ones, on ``threads`` interpreter threads.
     """
     from .errors import TLCourseError
 
     path = Path(model_path)
     if not path.is_file():
         raise TLCourseError(f"No model file at {path}: export it first (notebook 08).")
-    images = np.asarray(images, dtype=np.float32)
+    images = np.asarray(images)  # bytes stay bytes: a few thousand photos fit in memory
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(
             "images must be a non-empty batch (n, height, width, channels), "
@@ -150,6 +150,7 @@ def _serve(request: str, result: str) -> None:
     out = interpreter.get_output_details()[0]
 
     def to_input(image):
+        image = image.astype(np.float32)
         scale, zero = inp["quantization"]
         if np.issubdtype(inp["dtype"], np.integer):  # full-integer model: quantise the pixels
             info = np.iinfo(inp["dtype"])
