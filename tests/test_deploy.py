@@ -245,3 +245,13 @@ def test_the_default_url_opens_notebook_01_where_nbgitpuller_puts_it():
 def test_the_schema_copy_is_the_shared_one_with_its_license():
     for name in ("z2jh-values.schema.yaml", "LICENSE-z2jh.txt"):
         assert (SCHEMA.parent / name).read_bytes() == (SHARED_HUB / name).read_bytes(), name
+
+
+def test_each_students_build_folder_is_in_the_persistent_home():
+    """Models and results outlive the server: TLCOURSE_BUILD lies on the home volume."""
+    env = values()["singleuser"]["extraEnv"]
+    build = env.get("TLCOURSE_BUILD", "")
+    assert build.startswith("/home/jovyan/"), (
+        f"TLCOURSE_BUILD={build!r}: without it under /home/jovyan, each student's saved models "
+        "live in the container and are lost when the idle culler stops the server"
+    )
