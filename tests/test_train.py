@@ -356,6 +356,14 @@ def test_predictions_follow_the_dataset_order():
     np.testing.assert_allclose(probs, model.predict(x, verbose=0), rtol=1e-6)
 
 
+def test_predict_array_is_model_predict_one_batch_at_a_time():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="softmax")])
+    x = np.arange(14, dtype="uint8").reshape(7, 2)  # bytes in, as the course's photos are
+    expected = model.predict(x.astype("float32"), verbose=0)
+    for batch_size in (1, 3, 64):  # batches that split the array unevenly, or one batch for all
+        np.testing.assert_allclose(train.predict_array(model, x, batch_size), expected, rtol=1e-6)
+
+
 # ------------------------------------------------ notebook 04's head, rebuilt ----
 
 

@@ -43,6 +43,7 @@ _LESSON = {
         "differential_optimizer",
         "find_base",
         "layer_groups",
+        "predict_array",
         "predictions",
         "save_model",
         "scratch_callbacks",

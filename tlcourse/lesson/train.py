@@ -175,6 +175,18 @@ def predictions(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(labels), np.concatenate(probs)
 
 
+def predict_array(model, x, batch_size: int = 64) -> np.ndarray:
+    """``model.predict(x)`` over an array, one batch at a time.
+
+    The same outputs; but ``model.predict`` first turns the whole array into one TensorFlow
+    dataset (a copy of a few thousand photos costs about as much memory as the model's training),
+    while this holds one batch at a time.
+    """
+    return np.concatenate(
+        [model.predict_on_batch(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    )
+
+
 def train_head(
     splits,
     img_size: int = 224,
