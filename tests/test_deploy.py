@@ -25,9 +25,10 @@ VALUES = ROOT / "deploy" / "values.yaml"
 SCHEMA = ROOT / "deploy" / "z2jh-schema" / "z2jh-values.schema.yaml"
 SHARED_HUB = ROOT.parent / "shared" / "hub"
 
-# The course's memory budget per notebook (README, "On a JupyterHub", Memory): every notebook's
-# kernel stays within it in full mode, so no user's pod may be limited below it.
-NOTEBOOK_BUDGET_GIB = 2.5
+# The course's memory budget per notebook (README, "What a run costs"): every notebook's kernel
+# stays within it in full mode with the full archive (07 peaks at 3,617 MiB), so no user's pod may
+# be limited below it.
+NOTEBOOK_BUDGET_GIB = 3.75
 
 GIB = 1024**3
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 134 kB schema
