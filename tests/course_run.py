@@ -97,6 +97,7 @@ class CourseRun:
         """
         env = dict(os.environ, TLCOURSE_FAST="1", TLCOURSE_BUILD=str(self.build))
         env.pop("PYTEST_CURRENT_TEST", None)
+        env.pop("TLCOURSE_REUSE", None)  # the course run computes everything
         return env
 
     def get(self, name: str) -> NotebookRun:

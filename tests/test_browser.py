@@ -150,7 +150,8 @@ def free_port() -> int:
 class Lab:
     """A JupyterLab server on a copy of ``notebooks/``; its REST API for clean-up."""
 
-    def __init__(self, root: Path, build: Path):
+    def __init__(self, root: Path, build: Path, reuse: Path | None = None):
+        """``reuse``: saved long computations to load (``TLCOURSE_REUSE``); none: compute all."""
         self.root, self.build = root, build
         # Kernels' Unix sockets live here: a short path (a socket's path has at most 107 bytes).
         self.runtime = tempfile.mkdtemp(prefix="lab-", dir="/tmp")
@@ -180,6 +181,9 @@ class Lab:
         )
         # The copy has no data/: notebooks find the project's provisioned data.
         env.setdefault("TLCOURSE_DATA", str(PROJECT_ROOT / "data"))
+        env.pop("TLCOURSE_REUSE", None)
+        if reuse is not None:
+            env["TLCOURSE_REUSE"] = str(reuse)
         # ipykernel forwards what C/C++ code writes to fd 1/2 (TensorFlow's log lines) to the
         # notebook, as a student sees it, except when it finds PYTEST_CURRENT_TEST set.
         env.pop("PYTEST_CURRENT_TEST", None)
@@ -254,12 +258,13 @@ def lab(shots, playwright_browser, course_run):
     """JupyterLab (this venv's) on ``<tmp>/browser/lab/notebooks``.
 
     That folder receives each notebook as the course run executed it; kernels build into the course
-    run's folder, where 05 finds 04's model.
+    run's folder, where 05 finds 04's model. Cells run again reuse the course run's training and
+    long predictions (``tl.reuse``, as in a lecture demo): the same numbers, without the wait.
     """
     folder, _ = shots
     root = folder.parent / "lab"
     (root / "notebooks").mkdir(parents=True)
-    server = Lab(root, course_run.build)
+    server = Lab(root, course_run.build, reuse=course_run.build / "reuse")
     yield server
     server.stop()
 
@@ -492,9 +497,16 @@ def look_at(notebook: Path, lab: Lab, playwright_browser, shots, run: str) -> No
         before = copy.stat().st_mtime_ns
         menu(page, "File", "Save Notebook")
         deadline = time.monotonic() + 30
-        while copy.stat().st_mtime_ns == before and time.monotonic() < deadline:
+        saved = None
+        while saved is None and time.monotonic() < deadline:
             page.wait_for_timeout(200)
-        saved = saved_outputs(copy)
+            if copy.stat().st_mtime_ns == before:
+                continue
+            try:
+                saved = saved_outputs(copy)
+            except json.JSONDecodeError:  # read while the server was still writing the file
+                pass
+        assert saved is not None, f"JupyterLab did not save {copy.name} within 30 s"
 
         # The whole notebook in one picture: a viewport as tall as the notebook.
         height = page.evaluate(
