@@ -7,11 +7,14 @@ python -m tlcourse.course.homework             # student versions into <build>/r
 python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback
 """
 
+import atexit
 import copy
+import functools
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,6 +74,14 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
     return problems
 
 
+@functools.cache
+def _kernel_sockets() -> Path:
+    """A folder for this process's grading kernels' sockets, removed when the process ends."""
+    folder = tempfile.mkdtemp(prefix="nbgrader-kernels-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder)
+
+
 def _api(root: Path):
     """nbgrader's API on the course folder ``root`` (configured as its nbgrader_config.py says)."""
     from nbgrader.apps import NbGraderAPI
@@ -96,6 +107,11 @@ def _api(root: Path):
         )
     )
     config = Config(settings)
+    # Kernels talk over Unix sockets in a folder of their own, not TCP ports picked at random: two
+    # kernels started at once (another notebook server, a second grader) cannot take each other's
+    # ports, which leaves the grader waiting forever for a reply that went elsewhere.
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(_kernel_sockets() / "kernel")
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     # nbgrader runs the `alembic` command of its own environment to set up its gradebook
