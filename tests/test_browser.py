@@ -357,6 +357,21 @@ def wait_for(page, done, seconds: float, what: str) -> dict:
         page.wait_for_timeout(500)
 
 
+def block_network(page) -> list[str]:
+    """Let ``page`` load only local files; return the list its blocked requests' URLs go into."""
+    blocked: list[str] = []
+
+    def offline(route):
+        if route.request.url.startswith(("file:", "data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    return blocked
+
+
 def saved_outputs(path: Path) -> dict:
     """Output kinds in the notebook file Lab saved: errors and stderr streams, widget views."""
     nb = json.loads(path.read_text())
@@ -638,16 +653,7 @@ def test_lecture_site_in_browser(course_run, playwright_browser, shots):
     folder, _ = shots
 
     page = playwright_browser.new_page(viewport=VIEWPORT)
-    blocked: list[str] = []
-
-    def offline(route):
-        if route.request.url.startswith(("file:", "data:", "blob:")):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", offline)
+    blocked = block_network(page)
     problems, seen = [], []
     try:
         page.goto(index.as_uri())
@@ -731,18 +737,9 @@ def test_lecture_decks_in_browser(course_run, playwright_browser, shots):
         deck = slides / f"{notebook.stem}.slides.html"
         expected = count_slides(deck.read_text(encoding="utf-8"))
         page = playwright_browser.new_page(viewport=VIEWPORT)
-        blocked: list[str] = []
+        blocked = block_network(page)
         errors: list[str] = []
         page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)[:200]))
-
-        def offline(route, blocked=blocked):
-            if route.request.url.startswith(("file:", "data:", "blob:")):
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", offline)
         try:
             page.goto(deck.as_uri())
             page.wait_for_selector(".reveal.ready", timeout=30_000)
