@@ -7,6 +7,7 @@ feedback with the gradebook's scores.
 import ast
 import re
 import symtable
+import time
 
 import nbformat
 import pytest
@@ -345,3 +346,40 @@ def test_autograde_problems_reach_the_instructor_as_lines_not_tracebacks(
     assert "Traceback" not in out + err
     assert f"dave, {stem}: not graded. nbgrader autograde {stem} dave failed" in err
     assert "carol" in out
+
+
+def test_grading_kernels_channels_read_a_reply_and_give_up_at_the_timeout(tmp_path):
+    """The grader's channels poll in steps of a second, whatever the cell's timeout."""
+    import asyncio
+    import queue
+
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
+    client_class = homework._grading_client_class()
+    channel_class = client_class.shell_channel_class.default_value
+
+    async def exchange():
+        context = zmq.asyncio.Context()
+        kernel, grader = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+        kernel.bind("inproc://grading-test")
+        grader.connect("inproc://grading-test")
+        session = Session()
+        channel = channel_class(grader, session)
+        start = time.monotonic()
+        with pytest.raises(queue.Empty):
+            await channel.get_msg(timeout=1.5)
+        waited = time.monotonic() - start
+        session.send(kernel, "execute_reply", {"status": "ok"})
+        reply = await channel.get_msg(timeout=1800)
+        kernel.close(linger=0)
+        grader.close(linger=0)
+        context.term()
+        return waited, reply
+
+    waited, reply = asyncio.run(exchange())
+    assert 1.5 <= waited < 3
+    assert reply["msg_type"] == "execute_reply" and reply["content"] == {"status": "ok"}
+    config = homework._api(tmp_path).config
+    assert config.AsyncKernelManager.client_factory is client_class

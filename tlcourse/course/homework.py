@@ -11,6 +11,7 @@ import atexit
 import copy
 import functools
 import os
+import queue
 import re
 import shutil
 import sys
@@ -75,6 +76,38 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
 
 
 @functools.cache
+def _grading_client_class():
+    """An asyncio kernel client whose channels never wait on one poll for longer than a second.
+
+    nbgrader's grader (nbclient under nbconvert) waits for a cell's reply with one
+    ``socket.poll(timeout)`` of the whole cell timeout. Under load, zmq's asyncio wake-up for a
+    reply that has already arrived can be missed (its file descriptor is edge-triggered): the
+    kernel is idle, the reply sits in the socket, and the grader waits the full 30 minutes. Polling
+    again every second checks the socket afresh, so such a reply is read within a second.
+    """
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets import Type
+
+    class PatientChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout=None):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if await self.socket.poll(max(0, int(left * 1000))):
+                    return await self._recv()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise queue.Empty
+
+    class GradingKernelClient(AsyncKernelClient):
+        shell_channel_class = Type(PatientChannel)
+        iopub_channel_class = Type(PatientChannel)
+        control_channel_class = Type(PatientChannel)
+
+    return GradingKernelClient
+
+
+@functools.cache
 def _kernel_sockets() -> Path:
     """A folder for this process's grading kernels' sockets, removed when the process ends."""
     folder = tempfile.mkdtemp(prefix="nbgrader-kernels-")
@@ -112,6 +145,7 @@ def _api(root: Path):
     # ports, which leaves the grader waiting forever for a reply that went elsewhere.
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = str(_kernel_sockets() / "kernel")
+    config.AsyncKernelManager.client_factory = _grading_client_class()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     # nbgrader runs the `alembic` command of its own environment to set up its gradebook
