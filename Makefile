@@ -56,12 +56,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check tlcourse benchmarks tests
 	$(VENV)/bin/ruff format --check tlcourse benchmarks tests
 
-# Two workers: the notebook chain (one group) on one, the unit tests on the other.
+# Two workers share one run of the notebooks (each executed once, by the first worker to need it);
+# a worker that runs out of tests takes some from the other's queue.
 test: setup lint
-	$(PYTEST) -n 2 --dist loadgroup tests
+	$(PYTEST) -n 2 --dist worksteal tests
 
 test-all: setup lint
-	$(PYTEST) -n 2 --dist loadgroup --full tests
+	$(PYTEST) -n 2 --dist worksteal --full tests
 	$(PYTEST) --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks
 
 lab: setup

@@ -4,11 +4,11 @@ Every test (the notebook kernels included) writes its build output to a temporar
 ``TLCOURSE_BUILD`` is set here, before any kernel starts, so the lecture build (``build/``) and
 fast mode's ``build-fast/`` are never touched by ``make test``.
 
-``course_run`` executes each notebook once per test session, in fast mode, into one temporary
-build folder; the checks on notebooks (errors, the outputs nbval compares, the catalogued wrong
-answers, the browser, the site) all read that run. ``make test-all`` (``pytest --full``) adds
-the checks that execute the notebooks again on their own (nbval, Run All in JupyterLab, nbgrader
-on every notebook).
+``course_run`` executes each notebook once per test session (the xdist workers share it), in fast
+mode, into one temporary build folder; the checks on notebooks (errors, the outputs nbval
+compares, the catalogued wrong answers, the browser, the site) all read that run.
+``make test-all`` (``pytest --full``) adds the checks that execute the notebooks again on their
+own (nbval, Run All in JupyterLab, nbgrader on every notebook).
 """
 
 from __future__ import annotations
@@ -81,4 +81,7 @@ def course_run(tmp_path_factory):
     """
     from course_run import CourseRun
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # every worker's temporary folder lies in this run's own one: the workers share the run
+        return CourseRun(tmp_path_factory.getbasetemp().parent / "course-run" / "build")
     return CourseRun(tmp_path_factory.mktemp("course-run") / "build")

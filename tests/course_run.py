@@ -4,11 +4,19 @@ Each notebook is executed once, in fast mode, with the lecture build's own execu
 (:func:`tlcourse.course.build.execute`), into one temporary build folder, so that 05 and 08 find
 what 04 and 05 saved whatever ``-k`` selects. While its kernel still runs, every catalogued wrong
 answer replaces its exercise's solution in turn and the exercise's graded tests run on it.
+
+Under pytest-xdist the workers share that folder: the first worker to need a notebook runs it,
+holding the notebook's lock, and records the run there (``<build>/course-run/<notebook>.pickle``);
+a worker that needs it later, or while it runs, waits for the lock and reads the record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pickle
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,14 +88,25 @@ def try_wrong_answers(client, nb) -> list[WrongAnswer]:
     return tried
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on the file ``path`` (created if missing), across processes."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class CourseRun:
     """The notebooks executed on demand, each once, into ``build``; see the module's docstring."""
 
     def __init__(self, build_folder: Path):
         self.build = Path(build_folder)
-        self.build.mkdir(parents=True, exist_ok=True)
+        self.records = self.build / "course-run"
+        self.records.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, NotebookRun] = {}
-        self.rows: list[dict] = []
 
     def kernel_env(self) -> dict:
         """The kernels' environment.
@@ -106,21 +125,32 @@ class CourseRun:
         if path.stem not in self.runs:
             for needed in build.needs(path):
                 self.get(needed)
-            wrong: list[WrongAnswer] = []
-
-            def then(client, nb):
-                wrong.extend(try_wrong_answers(client, nb))
-
-            start = time.perf_counter()
-            executed = build.execute(
-                path, self.build, env=self.kernel_env(), then=then, html=False, timeout=600
-            )
-            self.runs[path.stem] = NotebookRun(path.stem, executed, wrong)
-            row = build.summary_row(path, executed, self.build)
-            row["seconds_with_wrong_answers"] = round(time.perf_counter() - start)
-            self.rows.append(row)
-            build.write_summary(self.rows, self.build)
+            record = self.records / f"{path.stem}.pickle"
+            with locked(self.records / f"{path.stem}.lock"):
+                if not record.is_file():
+                    run, row = self._execute(path)
+                    with tempfile.NamedTemporaryFile(dir=self.records, delete=False) as tmp:
+                        pickle.dump((run, row), tmp)
+                    os.replace(tmp.name, record)
+                    with locked(self.records / "summary.lock"):
+                        build.write_summary([row], self.build)
+                self.runs[path.stem], _ = pickle.loads(record.read_bytes())
         return self.runs[path.stem]
+
+    def _execute(self, path: Path) -> tuple[NotebookRun, dict]:
+        """Execute ``path`` into the build, wrong answers tried; the run and its summary row."""
+        wrong: list[WrongAnswer] = []
+
+        def then(client, nb):
+            wrong.extend(try_wrong_answers(client, nb))
+
+        start = time.perf_counter()
+        executed = build.execute(
+            path, self.build, env=self.kernel_env(), then=then, html=False, timeout=600
+        )
+        row = build.summary_row(path, executed, self.build)
+        row["seconds_with_wrong_answers"] = round(time.perf_counter() - start)
+        return NotebookRun(path.stem, executed, wrong), row
 
     def all(self) -> list[NotebookRun]:
         """Every notebook of the course, run."""

@@ -26,7 +26,6 @@ from nbval.plugin import (
 from tlcourse.course import build
 
 NOTEBOOKS = build.notebooks()
-pytestmark = pytest.mark.xdist_group("notebooks")
 
 
 class NbvalComparison:
