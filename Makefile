@@ -3,7 +3,7 @@
 #   make test      set up, then lint, unit tests and every notebook once in fast mode (CI)
 #   make test-all  make test, plus every check that executes the notebooks again
 # Also: make setup (idempotent), make site, make slides, make demo, make lab, make lab-student, make homework,
-# make bench, make lock, make clean.
+# make student-repo, make bench, make lock, make clean.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -27,7 +27,7 @@ export TLCOURSE_FLOWERS := $(abspath $(SHARED_FLOWERS))
 endif
 endif
 
-.PHONY: setup run site slides demo test test-all lint lab lab-student bench homework lock clean
+.PHONY: setup run site slides demo test test-all lint lab lab-student bench homework student-repo lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench: setup
 
 homework: setup
 	$(PY) -m tlcourse.course.homework
+
+# The class's repository, build/student-repo/ (git): the student versions and the package, no
+# solution or hidden test; what nbgitpuller pulls and the hub's image is built from (deploy/).
+student-repo: setup
+	$(PY) -m tlcourse.course.homework student-repo
 
 # The pinned versions CI and the hub image install; needs PyPI. Run after changing pyproject.toml.
 COMPILE = $(VENV)/bin/pip-compile --quiet --no-header --strip-extras --no-emit-index-url \

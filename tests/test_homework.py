@@ -5,7 +5,8 @@ feedback with the gradebook's scores.
 """
 
 import ast
-import re
+import shutil
+import subprocess
 import symtable
 import time
 
@@ -15,46 +16,13 @@ from course_run import exercises
 from wrong_answers import WRONG_ANSWERS
 
 from tlcourse.course import homework
+from tlcourse.lesson.errors import TLCourseError
 
 SOURCES = homework.source_notebooks()
 
 
 def _read(path):
     return nbformat.read(path, as_version=4)
-
-
-def _region_lines(nb, kind):
-    """Every non-blank line (stripped) inside the code cells' ``kind`` regions, markers left out.
-
-    ``kind``: "SOLUTION" or "HIDDEN TESTS".
-    """
-    pattern = re.compile(homework._REGION.format(kind), flags=re.M | re.S)
-    return [
-        line.strip()
-        for c in nb.cells
-        if c.cell_type == "code"
-        for region in pattern.finditer(c.source)
-        for line in region[0].splitlines()[1:-1]
-        if line.strip()
-    ]
-
-
-def public_lines(nb) -> set:
-    """Every non-blank line (stripped) outside the solution and hidden-test regions."""
-    lines = (
-        line.strip()
-        for cell in nb.cells
-        for line in re.sub(
-            homework._REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S
-        ).splitlines()
-    )
-    markers = (
-        homework.BEGIN_SOLUTION,
-        homework.END_SOLUTION,
-        homework.BEGIN_HIDDEN,
-        homework.END_HIDDEN,
-    )
-    return {line for line in lines if line and line not in markers}
 
 
 def _lines(nb):
@@ -136,9 +104,8 @@ def test_every_notebook_gets_a_student_version(course):
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
 def test_student_version_hides_solutions_and_hidden_tests(course, path):
     source, student = _read(path), _read(course[1][path.stem])
-    secret = set(_region_lines(source, "SOLUTION")) | set(_region_lines(source, "HIDDEN TESTS"))
     # lines the notebook shows anyway (outside the solution and hidden regions) are not secrets
-    leaked = (secret & _lines(student)) - public_lines(source)
+    leaked = homework.secret_lines(source) & _lines(student)
     assert not leaked, f"solution or hidden-test lines survive: {sorted(leaked)[:5]}"
     text = "\n".join(c.source for c in student.cells)
     for marker in (homework.BEGIN_SOLUTION, homework.END_SOLUTION, homework.BEGIN_HIDDEN):
@@ -383,3 +350,61 @@ def test_grading_kernels_channels_read_a_reply_and_give_up_at_the_timeout(tmp_pa
     assert reply["msg_type"] == "execute_reply" and reply["content"] == {"status": "ok"}
     config = homework._api(tmp_path).config
     assert config.AsyncKernelManager.client_factory is client_class
+
+
+def test_answers_in_finds_a_solution_a_hidden_test_and_a_gradebook(tmp_path):
+    source = _read(SOURCES[6])
+    shutil.copy(SOURCES[6], tmp_path / "copied.ipynb")
+    hidden = sorted(homework._region_lines(source, "HIDDEN TESTS") - homework.public_lines(source))
+    (tmp_path / "notes.py").write_text(f"# a student's notes\n    {hidden[0]}\n")
+    (tmp_path / "gradebook.db").write_bytes(b"SQLite format 3\x00")
+    (tmp_path / "weights.h5").write_bytes(bytes(range(256)))
+    found = homework.answers_in(tmp_path, [SOURCES[6]])
+    assert len(found) == 4, found
+    assert "copied.ipynb: nbgrader's markers" in found[0]
+    assert "copied.ipynb" in found[1] and "answer line(s)" in found[1]
+    assert "gradebook.db: a gradebook" in found[2]
+    assert "notes.py: 1 answer line(s)" in found[3]
+    assert homework.answers_in(tmp_path / "nothing-here", [SOURCES[6]]) == []
+
+
+def test_the_student_repository_holds_no_answer_and_commits_each_change(tmp_path, monkeypatch):
+    """What nbgitpuller pulls and the hub image is built from: the student versions, no answers."""
+    root = tmp_path / "nbgrader"
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+        ).stdout
+
+    repo = homework.student_repo(tmp_path / "student-repo", root)
+    assert homework.answers_in(repo) == []
+    tracked = set(git("ls-files").split())
+    assert {f"notebooks/{p.name}" for p in SOURCES} <= tracked
+    assert {"tlcourse/lesson/__init__.py", "README.md", *homework.STUDENT_REPO_FILES} <= tracked
+    assert not {name for name in tracked if name.startswith(("tests/", "build", "deploy/"))}
+    released = root / "release"
+    for path in SOURCES:
+        assert _read(repo / "notebooks" / path.name) == _read(released / path.stem / path.name)
+    # a file broken in the working tree is put back, and nothing changed makes no new commit
+    (repo / "notebooks" / SOURCES[0].name).write_text("{}")
+    assert homework.student_repo(repo, root) == repo
+    assert len(git("log", "--format=%H").split()) == 1
+    assert _read(repo / "notebooks" / SOURCES[0].name) == _read(
+        released / SOURCES[0].stem / SOURCES[0].name
+    )
+    # a change: one more commit, on top of the first (nbgitpuller merges it into students' copies)
+    monkeypatch.setattr(homework, "STUDENT_README", homework.STUDENT_README + "\nUpdated.\n")
+    homework.student_repo(repo, root)
+    assert len(git("log", "--format=%H").split()) == 2
+    assert git("status", "--porcelain") == ""
+    assert (repo / "README.md").read_text().endswith("Updated.\n")
+
+
+def test_a_student_repository_that_would_leak_is_not_written(tmp_path, monkeypatch):
+    root = tmp_path / "nbgrader"
+    line = sorted(homework.secret_lines(*map(_read, SOURCES)))[0]
+    monkeypatch.setattr(homework, "STUDENT_README", f"# tlcourse\n\n    {line}\n")
+    with pytest.raises(TLCourseError, match="would give answers away; nothing was written"):
+        homework.student_repo(tmp_path / "student-repo", root)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nbgrader"]

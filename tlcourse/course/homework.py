@@ -3,8 +3,9 @@
 The exercises' markers checked, and nbgrader's API driven on a course folder (``<build>/nbgrader``),
 one assignment per notebook.
 
-python -m tlcourse.course.homework             # student versions into <build>/release/
-python -m tlcourse.course.homework autograde   # grade <build>/nbgrader/submitted/, feedback
+python -m tlcourse.course.homework               # student versions into <build>/release/
+python -m tlcourse.course.homework autograde     # grade <build>/nbgrader/submitted/, feedback
+python -m tlcourse.course.homework student-repo  # the class's repository, <build>/student-repo/
 """
 
 import atexit
@@ -14,6 +15,7 @@ import os
 import queue
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -284,6 +286,158 @@ def _autograde_all(root: Path) -> int:
     return failed
 
 
+def _region_lines(nb, kind: str) -> set[str]:
+    """Every non-blank line (stripped) inside ``nb``'s ``kind`` regions, the markers left out.
+
+    ``kind``: "SOLUTION" or "HIDDEN TESTS".
+    """
+    pattern = re.compile(_REGION.format(kind), flags=re.M | re.S)
+    return {
+        line.strip()
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for region in pattern.finditer(cell.source)
+        for line in region[0].splitlines()[1:-1]
+        if line.strip()
+    }
+
+
+def public_lines(nb) -> set[str]:
+    """Every non-blank line (stripped) of ``nb`` outside its solution and hidden-test regions."""
+    markers = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN}
+    return {
+        line.strip()
+        for cell in nb.cells
+        for line in re.sub(
+            _REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S
+        ).splitlines()
+        if line.strip() and line.strip() not in markers
+    }
+
+
+def secret_lines(*notebooks) -> set[str]:
+    """The lines of the ``notebooks``' solutions and hidden tests that none of them shows anyway.
+
+    Import statements are left out: ``import random`` gives no answer away.
+    """
+    secret = set().union(
+        *(_region_lines(nb, "SOLUTION") | _region_lines(nb, "HIDDEN TESTS") for nb in notebooks)
+    ) - set().union(*(public_lines(nb) for nb in notebooks))
+    return {line for line in secret if not re.match(r"(import|from) \w", line)}
+
+
+def answers_in(folder: Path, sources=None) -> list[str]:
+    """Where a file under ``folder`` gives an answer away; empty when none does.
+
+    An answer: a line of a solution or hidden test of the ``sources`` (default: the course's
+    notebooks), nbgrader's region markers in a notebook, or a gradebook.
+    """
+    import nbformat
+
+    secret = secret_lines(*(nbformat.read(p, as_version=4) for p in sources or source_notebooks()))
+    markers = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN}
+    found = []
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or ".git" in path.relative_to(folder).parts:
+            continue
+        if path.name == "gradebook.db":
+            found.append(f"{path}: a gradebook")
+            continue
+        try:
+            lines = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()}
+        except (UnicodeDecodeError, OSError):
+            continue  # not text: weights, images
+        if path.suffix == ".ipynb":
+            cells = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4).cells
+            lines = {line.strip() for cell in cells for line in cell.source.splitlines()}
+            if lines & markers:
+                found.append(f"{path}: nbgrader's markers {sorted(lines & markers)}")
+        if lines & secret:
+            found.append(
+                f"{path}: {len(lines & secret)} answer line(s), e.g. {sorted(lines & secret)[0]!r}"
+            )
+    return found
+
+
+# What the class's repository holds besides the student notebooks: the package, how to install it,
+# and what repo2docker builds the hub's image from.
+STUDENT_REPO_FILES = (
+    ".gitignore",
+    "pyproject.toml",
+    "environment.yml",
+    "postBuild",
+    "requirements/student.lock",
+    "data/README.md",
+)
+
+STUDENT_README = """# tlcourse: transfer learning with MobileNet
+
+The notebooks of the course, in order, in `notebooks/`: open them in JupyterLab and run them top
+to bottom. Graded exercises say `# YOUR CODE HERE`; replace the line that raises
+`NotImplementedError` with your answer, and run the tests in the cell below it.
+
+Your models and results go to `$TLCOURSE_BUILD` (on a hub: `~/tlcourse-build`, kept when your
+server stops). This repository is the student release of the course: it holds no solutions.
+"""
+
+
+def student_repo(dest: Path, root: Path | None = None) -> Path:
+    """Write the class's repository into ``dest``, a git repository, and commit it.
+
+    The student versions of the notebooks (nbgrader's release, course folder ``root``), the
+    package and what installs it: what nbgitpuller pulls into each student's home and what the
+    hub's image is built from (deploy/README.md). Checked with :func:`answers_in` before it is
+    committed; a later call commits the changes on top, so that nbgitpuller merges them.
+    """
+    from ..lesson.config import project_root
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        for student in generate(root or build_dir("nbgrader")):
+            (staging / "notebooks").mkdir(exist_ok=True)
+            shutil.copy(student, staging / "notebooks" / student.name)
+        source = project_root()
+        shutil.copytree(
+            source / "tlcourse",
+            staging / "tlcourse",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
+        )
+        for name in STUDENT_REPO_FILES:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source / name, staging / name)
+        (staging / "README.md").write_text(STUDENT_README)
+        leaks = answers_in(staging)
+        if leaks:
+            raise TLCourseError(
+                "The student repository would give answers away; nothing was written:\n  "
+                + "\n  ".join(leaks)
+            )
+        if (dest / ".git").is_dir():
+            shutil.move(dest / ".git", staging / ".git")
+        shutil.rmtree(dest, ignore_errors=True)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-c", "user.name=tlcourse", "-c", "user.email=tlcourse@localhost", *args],
+            cwd=dest,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    if not (dest / ".git").is_dir():
+        git("init", "-q", "-b", "main")
+    git("add", "-A")
+    if git("status", "--porcelain").strip():
+        git("commit", "-q", "-m", "The student release of tlcourse")
+    return dest
+
+
 def _release(root: Path) -> None:
     """Write the student versions and the instructor versions (outputs cleared).
 
@@ -317,6 +471,10 @@ def main(argv=None) -> int:
         if args[:1] == ["autograde"]:
             failed = _autograde_all(root)
             return 1 if failed else 0
+        if args[:1] == ["student-repo"]:
+            repo = student_repo(build_dir("student-repo"), root)
+            print(f"The class's repository (student versions, no solutions): {repo}")
+            return 0
         _release(root)
     except TLCourseError as exc:
         print(f"\nHomework: {exc}", file=sys.stderr)
