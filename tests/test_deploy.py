@@ -256,3 +256,43 @@ def test_each_students_build_folder_is_in_the_persistent_home():
         f"TLCOURSE_BUILD={build!r}: without it under /home/jovyan, each student's saved models "
         "live in the container and are lost when the idle culler stops the server"
     )
+
+
+def test_every_pod_mounts_the_exchange_where_nbgrader_looks():
+    """One ReadWriteMany claim (deploy/exchange.yaml), mounted in every pod.
+
+    nbgrader's config there names it: release, fetch, submit, collect and feedback go through it.
+    """
+    single = values()["singleuser"]
+    volumes = {v["name"]: v for v in single["storage"]["extraVolumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in single["storage"]["extraVolumeMounts"]}
+    claim = _load(ROOT / "deploy" / "exchange.yaml")
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every pod mounts it at once"
+    (name,) = [
+        name
+        for name, volume in volumes.items()
+        if volume.get("persistentVolumeClaim", {}).get("claimName") == claim["metadata"]["name"]
+    ]
+    config = single["extraFiles"]["tlcourse-nbgrader"]
+    assert config["mountPath"] == "/etc/jupyter/nbgrader_config.py"
+    settings = {}
+    exec(config["stringData"], {"get_config": lambda: _Config(settings)})
+    assert settings == {
+        ("CourseDirectory", "course_id"): "tlcourse",
+        ("Exchange", "root"): mounts[name],
+    }
+
+
+class _Config:
+    """Records ``c.Section.key = value`` as nbgrader_config.py sets it."""
+
+    def __init__(self, settings, section=None):
+        object.__setattr__(self, "_settings", settings)
+        object.__setattr__(self, "_section", section)
+
+    def __getattr__(self, section):
+        return _Config(self._settings, section)
+
+    def __setattr__(self, key, value):
+        self._settings[(self._section, key)] = value
