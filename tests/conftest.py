@@ -81,7 +81,19 @@ def course_run(tmp_path_factory):
     """
     from course_run import CourseRun
 
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # every worker's temporary folder lies in this run's own one: the workers share the run
-        return CourseRun(tmp_path_factory.getbasetemp().parent / "course-run" / "build")
-    return CourseRun(tmp_path_factory.mktemp("course-run") / "build")
+    from tlcourse.course import build
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield CourseRun(tmp_path_factory.mktemp("course-run") / "build")
+        return
+    # every worker's temporary folder lies in this run's own one: the workers share the run
+    run = CourseRun(tmp_path_factory.getbasetemp().parent / "course-run" / "build")
+    if worker != "gw0":
+        # the ends of the chains first (05, 07, 08: the longest runs, after 04 and 03), then the
+        # rest last first; the first worker's tests meet them from 00 on
+        notebooks = build.notebooks()
+        ends = [path.stem for path in notebooks if build.needs(path)]
+        run.prefetch(ends + [path.stem for path in reversed(notebooks) if path.stem not in ends])
+    yield run
+    run.close()

@@ -7,7 +7,10 @@ answer replaces its exercise's solution in turn and the exercise's graded tests 
 
 Under pytest-xdist the workers share that folder: the first worker to need a notebook runs it,
 holding the notebook's lock, and records the run there (``<build>/course-run/<notebook>.pickle``);
-a worker that needs it later, or while it runs, waits for the lock and reads the record.
+a worker that needs it later, or while it runs, waits for the lock and reads the record. The
+second worker also runs the notebooks ahead of its tests, in a thread of its own
+(:meth:`CourseRun.prefetch`), the ends of the chains first: the first worker's tests walk them
+from 00 on, so the two do not wait on each other at every notebook.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import contextlib
 import fcntl
 import os
 import pickle
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +112,7 @@ class CourseRun:
         self.records = self.build / "course-run"
         self.records.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, NotebookRun] = {}
+        self._prefetch: threading.Thread | None = None
 
     def kernel_env(self) -> dict:
         """The kernels' environment.
@@ -151,6 +157,27 @@ class CourseRun:
         row = build.summary_row(path, executed, self.build)
         row["seconds_with_wrong_answers"] = round(time.perf_counter() - start)
         return NotebookRun(path.stem, executed, wrong), row
+
+    def prefetch(self, names: list[str]) -> None:
+        """Run the notebooks ``names``, in this order, in a background thread, as :meth:`get` does.
+
+        A notebook that fails there is reported in one line; the test that needs it runs it again.
+        """
+
+        def run():
+            for name in names:
+                try:
+                    self.get(name)
+                except Exception as exc:  # noqa: BLE001 - reported, and retried by the test
+                    print(f"course run: running {name} ahead failed: {exc}", file=sys.stderr)
+
+        self._prefetch = threading.Thread(target=run, name="course-run-prefetch", daemon=True)
+        self._prefetch.start()
+
+    def close(self) -> None:
+        """Wait for the notebooks being run ahead (their kernels end with them)."""
+        if self._prefetch is not None:
+            self._prefetch.join()
 
     def all(self) -> list[NotebookRun]:
         """Every notebook of the course, run."""
