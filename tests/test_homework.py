@@ -399,6 +399,15 @@ def test_the_student_repository_holds_no_answer_and_commits_each_change(tmp_path
     released = root / "release"
     for path in SOURCES:
         assert _read(repo / "notebooks" / path.name) == _read(released / path.stem / path.name)
+    # the offline image build's archive, untracked, stays; an untracked answer stops everything
+    (repo / "data" / "flower_photos.tgz").write_bytes(bytes(range(256)) * 4)
+    homework.student_repo(repo, root)
+    assert (repo / "data" / "flower_photos.tgz").read_bytes() == bytes(range(256)) * 4
+    shutil.copy(SOURCES[6], repo / "notebooks" / "answers.ipynb")
+    with pytest.raises(TLCourseError, match="answers.ipynb: nbgrader's markers"):
+        homework.student_repo(repo, root)
+    assert (repo / "notebooks" / "answers.ipynb").is_file() and (repo / ".git").is_dir()
+    (repo / "notebooks" / "answers.ipynb").unlink()
     # a file broken in the working tree is put back, and nothing changed makes no new commit
     (repo / "notebooks" / SOURCES[0].name).write_text("{}")
     assert homework.student_repo(repo, root) == repo
@@ -418,6 +427,6 @@ def test_a_student_repository_that_would_leak_is_not_written(tmp_path, monkeypat
     root = tmp_path / "nbgrader"
     line = sorted(homework.secret_lines(*map(_read, SOURCES)))[0]
     monkeypatch.setattr(homework, "STUDENT_README", f"# tlcourse\n\n    {line}\n")
-    with pytest.raises(TLCourseError, match="would give answers away; nothing was written"):
+    with pytest.raises(TLCourseError, match="would give answers away; nothing was changed"):
         homework.student_repo(tmp_path / "student-repo", root)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nbgrader"]

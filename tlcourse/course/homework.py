@@ -326,29 +326,36 @@ def secret_lines(*notebooks) -> set[str]:
     return {line for line in secret if not re.match(r"(import|from) \w", line)}
 
 
-def answers_in(folder: Path, sources=None) -> list[str]:
+def answers_in(folder: Path, sources=None, files=None) -> list[str]:
     """Where a file under ``folder`` gives an answer away; empty when none does.
 
     An answer: a line of a solution or hidden test of the ``sources`` (default: the course's
-    notebooks), nbgrader's region markers in a notebook, or a gradebook.
+    notebooks), nbgrader's region markers in a notebook, or a gradebook. ``files``: only these
+    (paths inside ``folder``); default every file but git's own.
     """
     import nbformat
 
     secret = secret_lines(*(nbformat.read(p, as_version=4) for p in sources or source_notebooks()))
     markers = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN}
+    folder = Path(folder)
+    if files is None:
+        files = [
+            path
+            for path in folder.rglob("*")
+            if path.is_file() and ".git" not in path.relative_to(folder).parts
+        ]
     found = []
-    for path in sorted(Path(folder).rglob("*")):
-        if not path.is_file() or ".git" in path.relative_to(folder).parts:
-            continue
+    for path in sorted(files):
         if path.name == "gradebook.db":
             found.append(f"{path}: a gradebook")
             continue
         try:
-            lines = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()}
+            text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
-            continue  # not text: weights, images
+            continue  # not text: weights, images, archives
+        lines = {line.strip() for line in text.splitlines()}
         if path.suffix == ".ipynb":
-            cells = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4).cells
+            cells = nbformat.reads(text, as_version=4).cells
             lines = {line.strip() for cell in cells for line in cell.source.splitlines()}
             if lines & markers:
                 found.append(f"{path}: nbgrader's markers {sorted(lines & markers)}")
@@ -381,18 +388,36 @@ server stops). This repository is the student release of the course: it holds no
 """
 
 
+def _git(folder: Path, *args: str) -> str:
+    """Run git in ``folder`` (as the course's own committer); its standard output."""
+    return subprocess.run(
+        ["git", "-c", "user.name=tlcourse", "-c", "user.email=tlcourse@localhost", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
 def student_repo(dest: Path, root: Path | None = None) -> Path:
     """Write the class's repository into ``dest``, a git repository, and commit it.
 
     The student versions of the notebooks (nbgrader's release, course folder ``root``), the
     package and what installs it: what nbgitpuller pulls into each student's home and what the
-    hub's image is built from (deploy/README.md). Checked with :func:`answers_in` before it is
-    committed; a later call commits the changes on top, so that nbgitpuller merges them.
+    hub's image is built from (deploy/README.md). A later call commits the changes on top, so
+    that nbgitpuller merges them. Files in ``dest`` that git does not track (``data/``'s archive
+    for an offline image build) stay. Every file is checked with :func:`answers_in` first; if one
+    gives an answer away, nothing is changed.
     """
     from ..lesson.config import project_root
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if (dest / ".git").is_dir():
+        listed = _git(dest, "ls-files", "-z", "--others").split("\0")
+        kept = [dest / name for name in listed if name]
+    else:
+        kept = [path for path in dest.rglob("*") if path.is_file()] if dest.is_dir() else []
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         for student in generate(root or build_dir("nbgrader")):
@@ -408,33 +433,28 @@ def student_repo(dest: Path, root: Path | None = None) -> Path:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source / name, staging / name)
         (staging / "README.md").write_text(STUDENT_README)
-        leaks = answers_in(staging)
+        leaks = answers_in(staging) + answers_in(dest, files=kept)
         if leaks:
             raise TLCourseError(
-                "The student repository would give answers away; nothing was written:\n  "
+                "The student repository would give answers away; nothing was changed:\n  "
                 + "\n  ".join(leaks)
             )
+        for path in kept:  # the generated files win over untracked ones of the same name
+            target = staging / path.relative_to(dest)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, target)
         if (dest / ".git").is_dir():
             shutil.move(dest / ".git", staging / ".git")
         shutil.rmtree(dest, ignore_errors=True)
         staging.rename(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-c", "user.name=tlcourse", "-c", "user.email=tlcourse@localhost", *args],
-            cwd=dest,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-
     if not (dest / ".git").is_dir():
-        git("init", "-q", "-b", "main")
-    git("add", "-A")
-    if git("status", "--porcelain").strip():
-        git("commit", "-q", "-m", "The student release of tlcourse")
+        _git(dest, "init", "-q", "-b", "main")
+    _git(dest, "add", "-A")
+    if _git(dest, "status", "--porcelain").strip():
+        _git(dest, "commit", "-q", "-m", "The student release of tlcourse")
     return dest
 
 
