@@ -381,6 +381,10 @@ def test_answers_in_finds_a_solution_a_hidden_test_and_a_gradebook(tmp_path):
     assert homework.answers_in(tmp_path / "nothing-here", [SOURCES[6]]) == []
 
 
+# two notebooks stand for the nine in the class's repository (each call generates them again)
+CLASS = [SOURCES[0], SOURCES[6]]
+
+
 def test_the_student_repository_holds_no_answer_and_commits_each_change(tmp_path, monkeypatch):
     """What nbgitpuller pulls and the hub image is built from: the student versions, no answers."""
     root = tmp_path / "nbgrader"
@@ -390,34 +394,34 @@ def test_the_student_repository_holds_no_answer_and_commits_each_change(tmp_path
             ["git", *args], cwd=repo, check=True, capture_output=True, text=True
         ).stdout
 
-    repo = homework.student_repo(tmp_path / "student-repo", root)
+    repo = homework.student_repo(tmp_path / "student-repo", root, CLASS)
     assert homework.answers_in(repo) == []
     tracked = set(git("ls-files").split())
-    assert {f"notebooks/{p.name}" for p in SOURCES} <= tracked
+    assert {f"notebooks/{p.name}" for p in CLASS} == {n for n in tracked if n.endswith(".ipynb")}
     assert {"tlcourse/lesson/__init__.py", "README.md", *homework.STUDENT_REPO_FILES} <= tracked
     assert not {name for name in tracked if name.startswith(("tests/", "build", "deploy/"))}
     released = root / "release"
-    for path in SOURCES:
+    for path in CLASS:
         assert _read(repo / "notebooks" / path.name) == _read(released / path.stem / path.name)
     # the offline image build's archive, untracked, stays; an untracked answer stops everything
     (repo / "data" / "flower_photos.tgz").write_bytes(bytes(range(256)) * 4)
-    homework.student_repo(repo, root)
+    homework.student_repo(repo, root, CLASS)
     assert (repo / "data" / "flower_photos.tgz").read_bytes() == bytes(range(256)) * 4
     shutil.copy(SOURCES[6], repo / "notebooks" / "answers.ipynb")
     with pytest.raises(TLCourseError, match="answers.ipynb: nbgrader's markers"):
-        homework.student_repo(repo, root)
+        homework.student_repo(repo, root, CLASS)
     assert (repo / "notebooks" / "answers.ipynb").is_file() and (repo / ".git").is_dir()
     (repo / "notebooks" / "answers.ipynb").unlink()
     # a file broken in the working tree is put back, and nothing changed makes no new commit
     (repo / "notebooks" / SOURCES[0].name).write_text("{}")
-    assert homework.student_repo(repo, root) == repo
+    assert homework.student_repo(repo, root, CLASS) == repo
     assert len(git("log", "--format=%H").split()) == 1
     assert _read(repo / "notebooks" / SOURCES[0].name) == _read(
         released / SOURCES[0].stem / SOURCES[0].name
     )
     # a change: one more commit, on top of the first (nbgitpuller merges it into students' copies)
     monkeypatch.setattr(homework, "STUDENT_README", homework.STUDENT_README + "\nUpdated.\n")
-    homework.student_repo(repo, root)
+    homework.student_repo(repo, root, CLASS)
     assert len(git("log", "--format=%H").split()) == 2
     assert git("status", "--porcelain") == ""
     assert (repo / "README.md").read_text().endswith("Updated.\n")
@@ -428,5 +432,5 @@ def test_a_student_repository_that_would_leak_is_not_written(tmp_path, monkeypat
     line = sorted(homework.secret_lines(*map(_read, SOURCES)))[0]
     monkeypatch.setattr(homework, "STUDENT_README", f"# tlcourse\n\n    {line}\n")
     with pytest.raises(TLCourseError, match="would give answers away; nothing was changed"):
-        homework.student_repo(tmp_path / "student-repo", root)
+        homework.student_repo(tmp_path / "student-repo", root, CLASS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nbgrader"]

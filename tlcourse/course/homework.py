@@ -399,10 +399,11 @@ def _git(folder: Path, *args: str) -> str:
     ).stdout
 
 
-def student_repo(dest: Path, root: Path | None = None) -> Path:
+def student_repo(dest: Path, root: Path | None = None, notebooks=None) -> Path:
     """Write the class's repository into ``dest``, a git repository, and commit it.
 
-    The student versions of the notebooks (nbgrader's release, course folder ``root``), the
+    The student versions of the ``notebooks`` (default: the course's nine; nbgrader's release,
+    course folder ``root``), the
     package and what installs it: what nbgitpuller pulls into each student's home and what the
     hub's image is built from (deploy/README.md). A later call commits the changes on top, so
     that nbgitpuller merges them. Files in ``dest`` that git does not track (``data/``'s archive
@@ -420,7 +421,7 @@ def student_repo(dest: Path, root: Path | None = None) -> Path:
         kept = [path for path in dest.rglob("*") if path.is_file()] if dest.is_dir() else []
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        for student in generate(root or build_dir("nbgrader")):
+        for student in generate(root or build_dir("nbgrader"), notebooks):
             (staging / "notebooks").mkdir(exist_ok=True)
             shutil.copy(student, staging / "notebooks" / student.name)
         source = project_root()
