@@ -113,6 +113,9 @@ class CourseRun:
         self.records.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, NotebookRun] = {}
         self._prefetch: threading.Thread | None = None
+        # the session's environment, read now: a notebook run ahead in a thread must not see what
+        # a test running meanwhile sets with monkeypatch (TLCOURSE_DATA, TLCOURSE_BUILD ...)
+        self.environ = dict(os.environ)
 
     def kernel_env(self) -> dict:
         """The kernels' environment.
@@ -120,7 +123,7 @@ class CourseRun:
         Fast mode, this run's build folder, and no ``PYTEST_CURRENT_TEST`` (with it, ipykernel hides
         what C++ code writes to stderr, which a student sees).
         """
-        env = dict(os.environ, TLCOURSE_FAST="1", TLCOURSE_BUILD=str(self.build))
+        env = dict(self.environ, TLCOURSE_FAST="1", TLCOURSE_BUILD=str(self.build))
         env.pop("PYTEST_CURRENT_TEST", None)
         env.pop("TLCOURSE_REUSE", None)  # the course run computes everything
         return env
