@@ -27,6 +27,7 @@ from .build import notebooks as source_notebooks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+MARKERS = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN}
 _REGION = (
     r"^([ \t]*)### BEGIN ({})[ \t]*$.*?^[ \t]*### END \2[ \t]*$"  # re.M | re.S; group 1: the indent
 )
@@ -142,9 +143,10 @@ def _api(root: Path):
         )
     )
     config = Config(settings)
-    # Kernels talk over Unix sockets in a folder of their own, not TCP ports picked at random: two
-    # kernels started at once (another notebook server, a second grader) cannot take each other's
-    # ports, which leaves the grader waiting forever for a reply that went elsewhere.
+    # Kernels talk over Unix sockets in a folder of their own, as the course run's and the lab's
+    # do, not over TCP ports picked at random: kernels started at once elsewhere on the machine
+    # cannot race for the same ports. (The grader's hangs were missed wake-ups: see
+    # _grading_client_class.)
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = str(_kernel_sockets() / "kernel")
     config.AsyncKernelManager.client_factory = _grading_client_class()
@@ -304,14 +306,13 @@ def _region_lines(nb, kind: str) -> set[str]:
 
 def public_lines(nb) -> set[str]:
     """Every non-blank line (stripped) of ``nb`` outside its solution and hidden-test regions."""
-    markers = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN}
     return {
         line.strip()
         for cell in nb.cells
         for line in re.sub(
             _REGION.format("SOLUTION|HIDDEN TESTS"), "", cell.source, flags=re.M | re.S
         ).splitlines()
-        if line.strip() and line.strip() not in markers
+        if line.strip() and line.strip() not in MARKERS
     }
 
 
@@ -336,7 +337,6 @@ def answers_in(folder: Path, sources=None, files=None) -> list[str]:
     import nbformat
 
     secret = secret_lines(*(nbformat.read(p, as_version=4) for p in sources or source_notebooks()))
-    markers = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN}
     folder = Path(folder)
     if files is None:
         files = [
@@ -357,8 +357,8 @@ def answers_in(folder: Path, sources=None, files=None) -> list[str]:
         if path.suffix == ".ipynb":
             cells = nbformat.reads(text, as_version=4).cells
             lines = {line.strip() for cell in cells for line in cell.source.splitlines()}
-            if lines & markers:
-                found.append(f"{path}: nbgrader's markers {sorted(lines & markers)}")
+            if lines & MARKERS:
+                found.append(f"{path}: nbgrader's markers {sorted(lines & MARKERS)}")
         if lines & secret:
             found.append(
                 f"{path}: {len(lines & secret)} answer line(s), e.g. {sorted(lines & secret)[0]!r}"
