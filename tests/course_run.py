@@ -20,7 +20,6 @@ import fcntl
 import os
 import pickle
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from nbclient.exceptions import CellExecutionError
 from wrong_answers import WRONG_ANSWERS
 
 from tlcourse.course import build, homework
+from tlcourse.lesson.config import atomic_write
 
 
 def exercises(nb) -> list[tuple[object, list]]:
@@ -138,9 +138,8 @@ class CourseRun:
             with locked(self.records / f"{path.stem}.lock"):
                 if not record.is_file():
                     run, row = self._execute(path)
-                    with tempfile.NamedTemporaryFile(dir=self.records, delete=False) as tmp:
-                        pickle.dump((run, row), tmp)
-                    os.replace(tmp.name, record)
+                    with atomic_write(record) as tmp:
+                        tmp.write_bytes(pickle.dumps((run, row)))
                     with locked(self.records / "summary.lock"):
                         build.write_summary([row], self.build)
                 self.runs[path.stem], _ = pickle.loads(record.read_bytes())
