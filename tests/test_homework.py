@@ -105,7 +105,10 @@ def test_every_notebook_gets_a_student_version(course):
 def test_student_version_hides_solutions_and_hidden_tests(course, path):
     source, student = _read(path), _read(course[1][path.stem])
     # lines the notebook shows anyway (outside the solution and hidden regions) are not secrets
-    leaked = homework.secret_lines(source) & _lines(student)
+    secret = homework._region_lines(source, "SOLUTION") | homework._region_lines(
+        source, "HIDDEN TESTS"
+    )
+    leaked = (secret & _lines(student)) - homework.public_lines(source)
     assert not leaked, f"solution or hidden-test lines survive: {sorted(leaked)[:5]}"
     text = "\n".join(c.source for c in student.cells)
     for marker in (homework.BEGIN_SOLUTION, homework.END_SOLUTION, homework.BEGIN_HIDDEN):
