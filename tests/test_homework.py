@@ -188,7 +188,9 @@ def test_nbgrader_round_trip_solution_blank_and_a_mistake(
     for who, nb in submissions.items():
         homework.submit(root, path.stem, who, nb)
         homework.autograde(root, path.stem, who)
-        assert homework.generate_feedback(root, path.stem, who).is_file()
+        feedback = homework.generate_feedback(root, path.stem, who).read_text()
+        # the hidden tests ran (scores below) but stay out of what the student is sent
+        assert "BEGIN HIDDEN TESTS" not in feedback
     table = homework.scores(root)
     auto = table[(table.assignment == path.stem) & ~table.needs_manual_grade]
     got = auto.groupby("student").score.sum().to_dict()

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..lesson.config import build_dir
+from ..lesson.config import atomic_write, build_dir
 from ..lesson.errors import TLCourseError
 from .build import notebooks as source_notebooks
 
@@ -118,31 +118,72 @@ def _kernel_sockets() -> Path:
     return Path(folder)
 
 
+COURSE_ID = "tlcourse"
+
+# The course's nbgrader settings: its course folder's nbgrader_config.py (make homework, the hub's
+# instructor). Feedback leaves the hidden tests out (tracebacks too): they stay hidden for the next
+# class.
+NBGRADER_SETTINGS = {
+    "CourseDirectory": {
+        "course_id": COURSE_ID,
+        "ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"],
+    },
+    "ClearSolutions": {"code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}},
+    "ExecutePreprocessor": {"timeout": 1800},
+    # a test cell the student deleted is put back (with a note) and graded
+    "OverwriteCells": {"add_missing_cells": True},
+    "GenerateFeedback": {
+        "preprocessors": [
+            "nbgrader.preprocessors.GetGrades",
+            "tlcourse.course.feedback.ClearHiddenTestsAndTracebacks",
+            "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+        ]
+    },
+}
+
+
+def _with_classes(settings: dict) -> dict:
+    """``settings`` with each ``preprocessors`` list's dotted names imported (nbgrader: classes)."""
+    from traitlets.utils.importstring import import_item
+
+    return {
+        section: {
+            key: [import_item(name) for name in value] if key == "preprocessors" else value
+            for key, value in items.items()
+        }
+        for section, items in settings.items()
+    }
+
+
+def write_nbgrader_config(path: Path, settings: dict) -> Path:
+    """Write ``settings`` ({section: {key: value}}) as the nbgrader_config.py at ``path``."""
+
+    def text(key, value):
+        if key == "preprocessors":
+            return "[" + ", ".join(f"import_item({name!r})" for name in value) + "]"
+        return repr(value)
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(
+            "from traitlets.utils.importstring import import_item\n\n"
+            "c = get_config()  # noqa\n"
+            + "".join(
+                f"c.{section}.{key} = {text(key, value)}\n"
+                for section, items in settings.items()
+                for key, value in items.items()
+            )
+        )
+    return path
+
+
 def _api(root: Path):
     """nbgrader's API on the course folder ``root`` (configured as its nbgrader_config.py says)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
     root.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "CourseDirectory": {
-            "course_id": "tlcourse",
-            "ignore": [".ipynb_checkpoints", "*.pyc", "__pycache__"],
-        },
-        "ClearSolutions": {
-            "code_stub": {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-        },
-        "ExecutePreprocessor": {"timeout": 1800},
-    }
-    (root / "nbgrader_config.py").write_text(
-        "c = get_config()  # noqa\n"
-        + "".join(
-            f"c.{section}.{key} = {value!r}\n"
-            for section, items in settings.items()
-            for key, value in items.items()
-        )
-    )
-    config = Config(settings)
+    write_nbgrader_config(root / "nbgrader_config.py", NBGRADER_SETTINGS)
+    config = Config(_with_classes(NBGRADER_SETTINGS))
     # Kernels talk over Unix sockets in a folder of their own, as the course run's and the lab's
     # do, not over TCP ports picked at random: kernels started at once elsewhere on the machine
     # cannot race for the same ports. (The grader's hangs were missed wake-ups: see
