@@ -3,7 +3,7 @@
 #   make test      set up, then lint, unit tests and every notebook once in fast mode (CI)
 #   make test-all  make test, plus every check that executes the notebooks again
 # Also: make setup (idempotent), make site, make slides, make demo, make lab, make lab-student, make homework,
-# make student-repo, make bench, make lock, make clean.
+# make student-repo, make hub, make hub-students, make bench, make lock, make clean.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -27,7 +27,7 @@ export TLCOURSE_FLOWERS := $(abspath $(SHARED_FLOWERS))
 endif
 endif
 
-.PHONY: setup run site slides demo test test-all lint lab lab-student bench homework student-repo lock clean
+.PHONY: setup run site slides demo test test-all lint lab lab-student bench homework student-repo hub hub-students lock clean
 
 # uv installs the lock's wheels in parallel: about 10 s where pip takes about 150 s (pip is only
 # used to fetch uv). uv reads UV_INDEX_URL, not pip's configuration, for a mirror of PyPI.
@@ -86,6 +86,15 @@ homework: setup
 # solution or hidden test; what nbgitpuller pulls and the hub's image is built from (deploy/).
 student-repo: setup
 	$(PY) -m tlcourse.course.homework student-repo
+
+# A JupyterHub for a class on this machine, as root (README, "A class on JupyterHub"): the
+# students' environment, data and the class's repository in /srv/tlcourse-hub, then the hub on
+# port 8000 until Ctrl-C. Accounts: make hub-students STUDENTS="alice bob" (prints passwords).
+hub: setup
+	$(PY) -m tlcourse.course.hub start
+
+hub-students: setup
+	$(PY) -m tlcourse.course.hub add-students $(STUDENTS)
 
 # The pinned versions CI and the hub image install; needs PyPI. Run after changing pyproject.toml
 # (versions already locked are kept where they still fit; `UPGRADE=--upgrade` for newer ones).
