@@ -309,6 +309,10 @@ def follow_link(the_hub: Hub, browser, name: str):
     return page
 
 
+def _outputs(nb: dict) -> int:
+    return sum(len(c.get("outputs", [])) for c in nb["cells"] if c["cell_type"] == "code")
+
+
 def _student_runs_a_notebook(the_hub: Hub, browser, name: str) -> None:
     """The nbgitpuller link, a login, notebook 03 run in JupyterLab; a restart loses nothing."""
     notebook = f"tlcourse/notebooks/{RUN}.ipynb"
@@ -332,15 +336,16 @@ def _student_runs_a_notebook(the_hub: Hub, browser, name: str) -> None:
             page.screenshot(path=str(the_hub.log.parent / "03-not-run.png"), full_page=True)
         assert not not_run, f"code cells {not_run} did not run: {state['texts'][-3:]}"
         menu(page, "File", "Save Notebook")
-        page.wait_for_timeout(1000)
+        deadline = time.monotonic() + 60
+        while not _outputs(before := the_hub.contents(name, notebook)["content"]):
+            assert time.monotonic() < deadline, "JupyterLab did not save the outputs in 60 s"
+            page.wait_for_timeout(500)
     finally:
         page.close()
 
     models = "tlcourse-build/models"
-    before = the_hub.contents(name, notebook)["content"]
     saved = {e["name"] for e in the_hub.contents(name, models)["content"]}
     assert any(n.startswith("03") and n.endswith(".keras") for n in saved), saved
-    assert sum(len(c.get("outputs", [])) for c in before["cells"] if c["cell_type"] == "code")
 
     the_hub.stop(name)
     the_hub.ready(name)

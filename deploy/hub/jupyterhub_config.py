@@ -8,13 +8,14 @@ import json
 import os
 import pwd
 import sys
-from pathlib import Path
+
+from tlcourse.course.hub import Layout, server_environment
 
 c = get_config()  # noqa: F821 (JupyterHub's config loader provides it)
 
-root = Path(os.environ["TLCOURSE_HUB_ROOT"])
-settings = json.loads((root / "state" / "settings.json").read_text())
-shared = root / "shared"
+layout = Layout(os.environ["TLCOURSE_HUB_ROOT"])
+root = layout.root
+settings = json.loads(layout.settings.read_text())
 instructor = settings["instructor"]
 
 # The public port; the hub's own API and the proxy's API on the two after it, on localhost only.
@@ -26,7 +27,7 @@ c.JupyterHub.cookie_secret_file = str(root / "state" / "jupyterhub_cookie_secret
 c.JupyterHub.pid_file = str(root / "state" / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(root / "state" / "proxy.pid")
 c.ConfigurableHTTPProxy.command = [
-    str(root / "state" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy")
+    str(layout.proxy / "node_modules" / ".bin" / "configurable-http-proxy")
 ]
 
 # Who may log in: the instructor (the hub's admin) and the members of the students' group, each
@@ -40,7 +41,7 @@ c.PAMAuthenticator.allowed_groups = {settings["group"]}
 # Each server runs as its user, in the user's home, from the shared environment (no solution
 # in it).
 c.JupyterHub.spawner_class = "localprocess"
-c.Spawner.cmd = [str(shared / "venv" / "bin" / "jupyterhub-singleuser")]
+c.Spawner.cmd = [str(layout.venv / "bin" / "jupyterhub-singleuser")]
 c.Spawner.notebook_dir = "~"
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120
@@ -48,24 +49,11 @@ c.Spawner.http_timeout = 120
 c.Spawner.poll_interval = 10  # a server that died (killed, out of memory) is noticed within 10 s
 
 
-def _home(spawner) -> str:
-    return pwd.getpwnam(spawner.user.name).pw_dir
-
-
-c.Spawner.environment = {
-    "PATH": f"{shared / 'venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-    # models and results in the home: they survive a restart and the idle culler
-    "TLCOURSE_BUILD": lambda spawner: f"{_home(spawner)}/tlcourse-build",
-    "TLCOURSE_DATA": str(shared / "data"),
-    "KERAS_HOME": str(shared / "keras"),
-    # git trusts the shared repository (root's) that nbgitpuller pulls
-    "GIT_CONFIG_SYSTEM": str(shared / "gitconfig"),
-    # TensorFlow and OpenMP size their pools by the machine's cores, not one student's share
-    "TF_NUM_INTRAOP_THREADS": "2",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "OMP_NUM_THREADS": "2",
-    **({"TLCOURSE_FAST": "1"} if settings["fast"] else {}),
-}
+# The course's settings for each server (tlcourse.course.hub.server_environment): the shared
+# environment first on the PATH, models and results in the home, the shared weights and photos.
+c.Spawner.environment = server_environment(
+    layout, home=lambda spawner: pwd.getpwnam(spawner.user.name).pw_dir, fast=settings["fast"]
+)
 
 
 def _student_settings(spawner):
@@ -73,7 +61,7 @@ def _student_settings(spawner):
     if spawner.user.name != instructor:
         spawner.environment = {
             **spawner.environment,
-            "JUPYTER_CONFIG_PATH": str(shared / "jupyter-student"),
+            "JUPYTER_CONFIG_PATH": str(layout.student_config),
         }
 
 

@@ -397,6 +397,33 @@ def _text_files(folder: Path) -> list[Path]:
     ]
 
 
+def server_environment(layout: Layout, home, fast: bool) -> dict:
+    """The environment of a server (and its kernels) on the hub of ``layout``.
+
+    ``home``: the user's home folder, or a function of JupyterHub's spawner giving it.
+    """
+
+    def in_home(sub: str):
+        if callable(home):
+            return lambda spawner: f"{home(spawner)}/{sub}"
+        return f"{home}/{sub}"
+
+    return {
+        "PATH": f"{layout.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        # models and results in the home: they survive a restart and the idle culler
+        "TLCOURSE_BUILD": in_home("tlcourse-build"),
+        "TLCOURSE_DATA": str(layout.data),
+        "KERAS_HOME": str(layout.keras),
+        # git trusts the shared repository (root's) that nbgitpuller pulls
+        "GIT_CONFIG_SYSTEM": str(layout.gitconfig),
+        # TensorFlow and OpenMP size their pools by the machine's cores, not a student's share
+        "TF_NUM_INTRAOP_THREADS": "2",
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": "2",
+        **({"TLCOURSE_FAST": "1"} if fast else {}),
+    }
+
+
 def command(layout: Layout) -> list[str]:
     """The command line that runs the hub of ``layout`` (in its state folder)."""
     config = project_root() / "deploy" / "hub" / "jupyterhub_config.py"
