@@ -42,8 +42,6 @@ from wrong_answers import WRONG_ANSWERS
 
 from tlcourse.course import homework, hub
 
-pytestmark = pytest.mark.browser
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN = "03_training_from_scratch"  # saves a model (fast mode: about 30 s)
 GRADED = "06_depthwise_separable_cost"  # autograded in seconds
@@ -277,6 +275,7 @@ def _feedback_score(the_hub: Hub, name: str) -> tuple[float, float]:
     return float(match[1]), float(match[2])
 
 
+@pytest.mark.browser
 def test_a_class_on_the_hub(class_hub: Hub, browser):
     """Students, homework and grades through the hub, nothing lost, no answer in reach."""
     a, b = [n for n in class_hub.passwords if n != class_hub.instructor]
@@ -286,6 +285,7 @@ def test_a_class_on_the_hub(class_hub: Hub, browser):
         ("homework round trip", lambda: _homework_round_trip(class_hub, a, b)),
         ("B's server killed", lambda: _server_killed_mid_run(class_hub, b)),
         ("what A can read", lambda: _nothing_to_read(class_hub, a, b)),
+        ("the idle culler", lambda: _idle_culler_runs(class_hub)),
     ]
     try:
         for what, step in steps:
@@ -451,6 +451,14 @@ def _server_killed_mid_run(the_hub: Hub, name: str) -> None:
     assert {e["name"] for e in the_hub.contents(name, GRADED)["content"]} == before
 
 
+def _idle_culler_runs(the_hub: Hub) -> None:
+    """jupyterhub-idle-culler runs as the hub's service, with the class's timeout (an hour)."""
+    services = the_hub.hub_api("GET", "services", the_hub.instructor).json()
+    culler = services["idle-culler"]
+    assert "--timeout=3600" in culler["command"] and culler["pid"], culler
+    os.kill(culler["pid"], 0)  # alive
+
+
 def _execute(the_hub: Hub, name: str, kernel_id: str, code: str) -> None:
     """Send ``code`` to a kernel of ``name``'s server over its websocket (as a page does)."""
     import uuid
@@ -531,3 +539,42 @@ def _nothing_to_read(the_hub: Hub, a: str, b: str) -> None:
     # A's own answers are A's (A answered right): only the markers and other people's files count
     leaks = [x for x in leaks if "markers" in x or not x.startswith(os.path.expanduser(f"~{a}"))]
     assert not leaks, f"{a} can read answers in: {leaks[:10]} ({len(readable)} files read)"
+
+
+# Bad input to the hub's own commands: plain messages, nothing changed.
+
+
+def test_setup_needs_root(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(hub.TLCourseError, match="run it as root"):
+        hub.setup(tmp_path / "hub")
+    assert not (tmp_path / "hub").exists()
+
+
+def test_account_names_are_checked():
+    for bad in ("Alice", "1bob", "a b", "x" * 40, "../etc"):
+        with pytest.raises(hub.TLCourseError, match="cannot be an account name"):
+            hub.add_user(bad, "tlcourse-students")
+
+
+def test_an_account_outside_the_class_is_not_taken_over():
+    """``add-students root`` must not reset root's password: root is not in the class's group."""
+    with pytest.raises(hub.TLCourseError, match="exists on this machine and is not in"):
+        hub.add_user("root", "tlcourse-students-nonexistent")
+
+
+def test_commands_on_a_hub_not_set_up(tmp_path, capsys):
+    assert hub.main(["--root", str(tmp_path), "link"]) == 1
+    assert "No hub is set up in" in capsys.readouterr().err
+
+
+def test_the_link_pulls_the_class_repository(tmp_path):
+    layout = hub.Layout(tmp_path)
+    layout.state.mkdir()
+    layout.settings.write_text(json.dumps({"ip": "", "port": 8000}))
+    link = hub.link(layout, RUN)
+    assert link.startswith("http://localhost:8000/hub/user-redirect/git-pull?")
+    query = dict(p.split("=", 1) for p in link.split("?", 1)[1].split("&"))
+    assert requests.utils.unquote(query["repo"]) == layout.repo.as_uri()
+    assert requests.utils.unquote(query["urlpath"]) == f"lab/tree/tlcourse/notebooks/{RUN}.ipynb"
+    assert query["targetpath"] == "tlcourse"
