@@ -281,7 +281,7 @@ def test_a_class_on_the_hub(class_hub: Hub, browser):
     a, b = [n for n in class_hub.passwords if n != class_hub.instructor]
     steps = [
         ("A runs notebook 03, restarts", lambda: _student_runs_a_notebook(class_hub, browser, a)),
-        ("B follows the link", lambda: follow_link(class_hub, browser, b).close()),
+        ("the instructor adds B to the hub", lambda: _add_to_hub(class_hub, b)),
         ("homework round trip", lambda: _homework_round_trip(class_hub, a, b)),
         ("B's server killed", lambda: _server_killed_mid_run(class_hub, b)),
         ("what A can read", lambda: _nothing_to_read(class_hub, a, b)),
@@ -351,6 +351,12 @@ def _student_runs_a_notebook(the_hub: Hub, browser, name: str) -> None:
     the_hub.ready(name)
     assert {e["name"] for e in the_hub.contents(name, models)["content"]} == saved
     assert the_hub.contents(name, notebook)["content"]["cells"] == before["cells"]
+
+
+def _add_to_hub(the_hub: Hub, name: str) -> None:
+    """The instructor adds a student to the hub, as the admin page does (B has not logged in)."""
+    r = the_hub.hub_api("POST", f"users/{name}", the_hub.instructor)
+    assert r.status_code == 201, f"add {name}: {r.status_code} {r.text[:200]}"
 
 
 def _homework_round_trip(the_hub: Hub, a: str, b: str) -> None:
