@@ -15,7 +15,7 @@ import pytest
 from course_run import exercises
 from wrong_answers import WRONG_ANSWERS
 
-from tlcourse.course import build, homework
+from tlcourse.course import build, grading, homework
 from tlcourse.lesson.errors import TLCourseError
 
 SOURCES = homework.source_notebooks()
@@ -342,8 +342,15 @@ def test_grading_kernels_channels_read_a_reply_and_give_up_at_the_timeout(tmp_pa
     import zmq
     import zmq.asyncio
     from jupyter_client.session import Session
+    from traitlets.config.loader import PyFileConfigLoader
 
-    client_class = homework._grading_client_class()
+    # the course folder's nbgrader_config.py gives nbgrader's kernel manager the patient client
+    path = homework.write_nbgrader_config(
+        tmp_path / "nbgrader_config.py", homework.NBGRADER_SETTINGS
+    )
+    config = PyFileConfigLoader(path.name, str(tmp_path)).load_config()
+    client_class = config.AsyncKernelManager.client_factory
+    assert client_class is grading.GradingKernelClient
     channel_class = client_class.shell_channel_class.default_value
 
     async def exchange():

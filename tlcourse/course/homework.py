@@ -12,7 +12,6 @@ import atexit
 import copy
 import functools
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -79,38 +78,6 @@ def check_notebook(nb, name: str = "notebook") -> list[str]:
 
 
 @functools.cache
-def _grading_client_class():
-    """An asyncio kernel client whose channels never wait on one poll for longer than a second.
-
-    nbgrader's grader (nbclient under nbconvert) waits for a cell's reply with one
-    ``socket.poll(timeout)`` of the whole cell timeout. Under load, zmq's asyncio wake-up for a
-    reply that has already arrived can be missed (its file descriptor is edge-triggered): the
-    kernel is idle, the reply sits in the socket, and the grader waits the full 30 minutes. Polling
-    again every second checks the socket afresh, so such a reply is read within a second.
-    """
-    from jupyter_client.asynchronous import AsyncKernelClient
-    from jupyter_client.channels import AsyncZMQSocketChannel
-    from traitlets import Type
-
-    class PatientChannel(AsyncZMQSocketChannel):
-        async def get_msg(self, timeout=None):
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-                if await self.socket.poll(max(0, int(left * 1000))):
-                    return await self._recv()
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise queue.Empty
-
-    class GradingKernelClient(AsyncKernelClient):
-        shell_channel_class = Type(PatientChannel)
-        iopub_channel_class = Type(PatientChannel)
-        control_channel_class = Type(PatientChannel)
-
-    return GradingKernelClient
-
-
-@functools.cache
 def _kernel_sockets() -> Path:
     """A folder for this process's grading kernels' sockets, removed when the process ends."""
     folder = tempfile.mkdtemp(prefix="nbgrader-kernels-")
@@ -132,6 +99,8 @@ NBGRADER_SETTINGS = {
     "ExecutePreprocessor": {"timeout": 1800},
     # a test cell the student deleted is put back (with a note) and graded
     "OverwriteCells": {"add_missing_cells": True},
+    # the grader never waits on one poll for a reply already there (tlcourse.course.grading)
+    "AsyncKernelManager": {"client_factory": "tlcourse.course.grading.GradingKernelClient"},
     "GenerateFeedback": {
         "preprocessors": [
             "nbgrader.preprocessors.GetGrades",
@@ -142,13 +111,21 @@ NBGRADER_SETTINGS = {
 }
 
 
+# settings whose value is a class, written as its dotted name
+CLASS_VALUED = {"client_factory"}
+
+
 def _with_classes(settings: dict) -> dict:
     """``settings`` with each ``preprocessors`` list's dotted names imported (nbgrader: classes)."""
     from traitlets.utils.importstring import import_item
 
     return {
         section: {
-            key: [import_item(name) for name in value] if key == "preprocessors" else value
+            key: [import_item(name) for name in value]
+            if key == "preprocessors"
+            else import_item(value)
+            if key in CLASS_VALUED
+            else value
             for key, value in items.items()
         }
         for section, items in settings.items()
@@ -161,6 +138,8 @@ def write_nbgrader_config(path: Path, settings: dict) -> Path:
     def text(key, value):
         if key == "preprocessors":
             return "[" + ", ".join(f"import_item({name!r})" for name in value) + "]"
+        if key in CLASS_VALUED:
+            return f"import_item({value!r})"
         return repr(value)
 
     with atomic_write(path) as tmp:
@@ -187,10 +166,9 @@ def _api(root: Path):
     # Kernels talk over Unix sockets in a folder of their own, as the course run's and the lab's
     # do, not over TCP ports picked at random: kernels started at once elsewhere on the machine
     # cannot race for the same ports. (The grader's hangs were missed wake-ups: see
-    # _grading_client_class.)
+    # tlcourse.course.grading.)
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = str(_kernel_sockets() / "kernel")
-    config.AsyncKernelManager.client_factory = _grading_client_class()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     # nbgrader runs the `alembic` command of its own environment to set up its gradebook
