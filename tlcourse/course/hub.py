@@ -40,6 +40,7 @@ from ..lesson.config import atomic_write, data_dir, fast_mode, project_root
 from ..lesson.errors import TLCourseError
 from . import homework
 from .build import notebooks as source_notebooks
+from .provision import lab_settings
 
 DEFAULT_ROOT = Path("/srv/tlcourse-hub")
 DEFAULT_PORT = 8000
@@ -220,12 +221,7 @@ def _student_environment(layout: Layout) -> None:
             "CourseDirectory": {"course_id": homework.COURSE_ID},
         },
     )
-    # JupyterLab saves widget state with the notebook, as make setup sets it for the checkout
-    overrides = layout.venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
-    with atomic_write(overrides) as tmp:
-        tmp.write_text(
-            json.dumps({"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True}})
-        )
+    lab_settings(layout.venv)  # JupyterLab saves widget state, as make setup sets it
     # A student's server reads these first: nbgrader's instructor tools off
     server = {
         "ServerApp": {"jpserver_extensions": dict.fromkeys(INSTRUCTOR_EXTENSIONS["server"], False)}

@@ -280,9 +280,12 @@ def fetch_labelled_photos() -> list[Path]:
     return sorted(folder.glob("imagenet_*.jpg"))
 
 
-def lab_settings() -> Path:
-    """JupyterLab set to save widget state with the notebook (its other settings kept)."""
-    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+def lab_settings(prefix=None) -> Path:
+    """JupyterLab set to save widget state with the notebook (its other settings kept).
+
+    ``prefix``: the Python environment whose JupyterLab (default: this one's).
+    """
+    path = Path(prefix or sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     settings = json.loads(path.read_text()) if path.is_file() else {}
     settings["@jupyter-widgets/jupyterlab-manager:plugin"] = {"saveState": True}
     with atomic_write(path) as tmp:
