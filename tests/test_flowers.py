@@ -363,9 +363,15 @@ def test_bad_archives(data_home, tmp_path, monkeypatch, archive):
     junk = tmp_path / "junk.tgz"
     junk.write_bytes(b"this is not an archive\n" * 20)
     cases[junk] = "is not a readable .tgz archive"
-    truncated = tmp_path / "truncated.tgz"
-    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    cases[truncated] = "is not a readable .tgz archive"
+    whole = archive.read_bytes()
+    # cut short anywhere (a download that stopped), even just before the gzip trailer's length
+    for cut in (len(whole) // 4, len(whole) // 2, 3 * len(whole) // 4, len(whole) - 4):
+        truncated = tmp_path / f"truncated_{cut}.tgz"
+        truncated.write_bytes(whole[:cut])
+        cases[truncated] = "is not a readable .tgz archive"
+    flipped = tmp_path / "bad_checksum.tgz"  # every byte there, the trailer's CRC-32 wrong
+    flipped.write_bytes(whole[:-8] + bytes([whole[-8] ^ 0xFF]) + whole[-7:])
+    cases[flipped] = "is not a readable .tgz archive.*CRC"
     layout = make_archive(tmp_path / "layout" / "photos.tgz", top="photos")
     cases[layout] = "does not have the flowers layout.*found photos/"
     flat = make_archive(tmp_path / "flat" / "flat.tgz", top="")

@@ -82,9 +82,17 @@ def _extract_to_temp(archive: Path, parent: Path, stem: str) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", suffix=".extract", dir=parent)).resolve()
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
-            for member in tar:
-                tar.extract(member, tmp, filter=_flowers_filter)
+        with open(archive, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            # tarfile's own stream reader takes a gzip file cut short for a shorter archive
+            # (it checks neither the length nor the checksum at the end); gzip's reader does
+            stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            with tarfile.open(fileobj=stream, mode="r|" if gzipped else "r|*") as tar:
+                for member in tar:
+                    tar.extract(member, tmp, filter=_flowers_filter)
+            while stream.read(1 << 20):  # to the end, where gzip checks the length and CRC
+                pass
         return tmp
     except tarfile.FilterError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
