@@ -41,14 +41,19 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Without ``--full``, leave out the tests marked ``full`` (deselected, not skipped)."""
-    if config.getoption("--full"):
-        return
-    kept = [item for item in items if item.get_closest_marker("full") is None]
-    left_out = [item for item in items if item.get_closest_marker("full") is not None]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = kept
+    """Without ``--full``, leave out the tests marked ``full`` (deselected, not skipped).
+
+    The tests marked ``long`` go first: under ``--dist worksteal`` the worker given the first share
+    starts them at once, and the other workers (their own shares, the notebooks run ahead, then
+    what they take from that worker's queue) keep the cores busy meanwhile. Left for last, the
+    hub's class test ran minutes alone on one core.
+    """
+    if not config.getoption("--full"):
+        left_out = [item for item in items if item.get_closest_marker("full") is not None]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item.get_closest_marker("full") is None]
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: else as found
 
 
 @pytest.fixture
@@ -83,17 +88,22 @@ def course_run(tmp_path_factory):
 
     from tlcourse.course import build
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield CourseRun(tmp_path_factory.mktemp("course-run") / "build")
         return
     # every worker's temporary folder lies in this run's own one: the workers share the run
     run = CourseRun(tmp_path_factory.getbasetemp().parent / "course-run" / "build")
-    if worker != "gw0":
-        # the ends of the chains first (05, 07, 08: the longest runs, after 04 and 03), then the
-        # rest last first; the first worker's tests meet them from 00 on
+    if run.claim("run-ahead"):
+        # The first worker to ask runs the notebooks ahead (the other is in a long test, or walks
+        # the notebooks from 00 on): the longest chain first (04, 05, 08), then 03 and 07, then the
+        # rest last first, so that its own tests, from 00 on, meet them in the middle.
         notebooks = build.notebooks()
-        ends = [path.stem for path in notebooks if build.needs(path)]
-        run.prefetch(ends + [path.stem for path in reversed(notebooks) if path.stem not in ends])
+
+        def depth(path) -> int:
+            return 1 + max((depth(build.notebooks([n])[0]) for n in build.needs(path)), default=0)
+
+        chains = sorted((p for p in notebooks if build.needs(p)), key=depth, reverse=True)
+        ends = [p.stem for p in chains if not any(p.stem in build.needs(q) for q in chains)]
+        run.prefetch(ends + [p.stem for p in reversed(notebooks) if p.stem not in ends])
     yield run
     run.close()

@@ -8,9 +8,10 @@ answer replaces its exercise's solution in turn and the exercise's graded tests 
 Under pytest-xdist the workers share that folder: the first worker to need a notebook runs it,
 holding the notebook's lock, and records the run there (``<build>/course-run/<notebook>.pickle``);
 a worker that needs it later, or while it runs, waits for the lock and reads the record. The
-second worker also runs the notebooks ahead of its tests, in a thread of its own
-(:meth:`CourseRun.prefetch`), the ends of the chains first: the first worker's tests walk them
-from 00 on, so the two do not wait on each other at every notebook.
+first worker to ask for the run also runs the notebooks ahead of its tests, in a thread of its
+own (:meth:`CourseRun.prefetch`), the longest chain first (04, 05, 08): its tests walk the
+notebooks from 00 on, so the two meet in the middle instead of waiting on each other at every
+notebook, while the other worker is in the hub's long class test.
 """
 
 from __future__ import annotations
@@ -159,6 +160,14 @@ class CourseRun:
         row = build.summary_row(path, executed, self.build)
         row["seconds_with_wrong_answers"] = round(time.perf_counter() - start)
         return NotebookRun(path.stem, executed, wrong), row
+
+    def claim(self, role: str) -> bool:
+        """True for the first process of the session to claim ``role``, False for every other."""
+        try:
+            os.close(os.open(self.records / f"{role}.claimed", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return False
+        return True
 
     def prefetch(self, names: list[str]) -> None:
         """Run the notebooks ``names``, in this order, in a background thread, as :meth:`get` does.

@@ -276,6 +276,7 @@ def _feedback_score(the_hub: Hub, name: str) -> tuple[float, float]:
 
 
 @pytest.mark.browser
+@pytest.mark.long
 def test_a_class_on_the_hub(class_hub: Hub, browser):
     """Students, homework and grades through the hub, nothing lost, no answer in reach."""
     a, b = [n for n in class_hub.passwords if n != class_hub.instructor]
