@@ -200,12 +200,18 @@ def _python_for_all() -> Path:
 
 
 def _student_environment(layout: Layout) -> None:
-    """The students' Python: the lock's packages, then the package from the class's repository."""
+    """The students' Python: the lock's packages, then the package from the class's repository.
+
+    Compiled to bytecode as it is installed: the students cannot write into it, so each of their
+    processes would otherwise compile what it imports (TensorFlow: 13.5 s of CPU instead of 5.9 s
+    for every kernel started).
+    """
     uv = [
         Path(sys.executable).parent / "uv",
         "pip",
         "install",
         "--quiet",
+        "--compile-bytecode",
         "--python",
         layout.venv / "bin" / "python",
     ]
