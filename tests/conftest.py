@@ -94,16 +94,13 @@ def course_run(tmp_path_factory):
     # every worker's temporary folder lies in this run's own one: the workers share the run
     run = CourseRun(tmp_path_factory.getbasetemp().parent / "course-run" / "build")
     if run.claim("run-ahead"):
-        # The first worker to ask runs the notebooks ahead (the other is in a long test, or walks
-        # the notebooks from 00 on): the longest chain first (04, 05, 08), then 03 and 07, then the
-        # rest last first, so that its own tests, from 00 on, meet them in the middle.
+        # The first worker to ask runs the chains ahead, each in a thread of its own from the
+        # start (04, 05, 08 and 03, 07: the longest runs), then the rest last first; the tests,
+        # from 00 on, meet them in the middle.
         notebooks = build.notebooks()
-
-        def depth(path) -> int:
-            return 1 + max((depth(build.notebooks([n])[0]) for n in build.needs(path)), default=0)
-
-        chains = sorted((p for p in notebooks if build.needs(p)), key=depth, reverse=True)
-        ends = [p.stem for p in chains if not any(p.stem in build.needs(q) for q in chains)]
-        run.prefetch(ends + [p.stem for p in reversed(notebooks) if p.stem not in ends])
+        chained = [p for p in notebooks if build.needs(p)]
+        ends = [p.stem for p in chained if not any(p.stem in build.needs(q) for q in chained)]
+        rest = [p.stem for p in reversed(notebooks) if p.stem not in ends]
+        run.prefetch(*([end] for end in ends[:-1]), [ends[-1], *rest])
     yield run
     run.close()

@@ -9,9 +9,9 @@ Under pytest-xdist the workers share that folder: the first worker to need a not
 holding the notebook's lock, and records the run there (``<build>/course-run/<notebook>.pickle``);
 a worker that needs it later, or while it runs, waits for the lock and reads the record. The
 first worker to ask for the run also runs the notebooks ahead of its tests, in a thread of its
-own (:meth:`CourseRun.prefetch`), the longest chain first (04, 05, 08): its tests walk the
-notebooks from 00 on, so the two meet in the middle instead of waiting on each other at every
-notebook, while the other worker is in the hub's long class test.
+own for each chain (:meth:`CourseRun.prefetch`: 04, 05, 08 in one, 03, 07 in the other, both
+from the start): the tests walk the notebooks from 00 on, so they meet in the middle instead of
+waiting at every notebook, while another worker is in the hub's long class test.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class CourseRun:
         self.records = self.build / "course-run"
         self.records.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, NotebookRun] = {}
-        self._prefetch: threading.Thread | None = None
+        self._ahead: list[threading.Thread] = []
         # the session's environment, read now: a notebook run ahead in a thread must not see what
         # a test running meanwhile sets with monkeypatch (TLCOURSE_DATA, TLCOURSE_BUILD ...)
         self.environ = dict(os.environ)
@@ -169,26 +169,30 @@ class CourseRun:
             return False
         return True
 
-    def prefetch(self, names: list[str]) -> None:
-        """Run the notebooks ``names``, in this order, in a background thread, as :meth:`get` does.
+    def prefetch(self, *queues: list[str]) -> None:
+        """Run the notebooks of each queue, in order, as :meth:`get` does: a thread per queue.
 
         A notebook that fails there is reported in one line; the test that needs it runs it again.
         """
 
-        def run():
+        def run(names):
             for name in names:
                 try:
                     self.get(name)
                 except Exception as exc:  # noqa: BLE001 - reported, and retried by the test
                     print(f"course run: running {name} ahead failed: {exc}", file=sys.stderr)
 
-        self._prefetch = threading.Thread(target=run, name="course-run-prefetch", daemon=True)
-        self._prefetch.start()
+        for i, names in enumerate(queues):
+            thread = threading.Thread(
+                target=run, args=(names,), name=f"course-run-ahead-{i}", daemon=True
+            )
+            thread.start()
+            self._ahead.append(thread)
 
     def close(self) -> None:
         """Wait for the notebooks being run ahead (their kernels end with them)."""
-        if self._prefetch is not None:
-            self._prefetch.join()
+        for thread in self._ahead:
+            thread.join()
 
     def all(self) -> list[NotebookRun]:
         """Every notebook of the course, run."""
