@@ -6,7 +6,7 @@ students, removed afterwards), handing out two notebooks: 03 (it saves a model) 
 seconds to autograde). Debian's chromium, driven by Playwright, logs a student in through the
 nbgitpuller link and runs notebook 03 in JupyterLab; JupyterHub's REST API, nbgrader's
 assignment list (the students') and formgrader (the instructor's) do the rest, as their pages
-would:
+would, the homework while A's notebook still runs (as in a class, where nobody waits for it):
 
 - the saved model and the notebook's outputs survive a server restart;
 - release, fetch, submit (one right answer, one catalogued mistake), collect, autograde,
@@ -280,10 +280,19 @@ def _feedback_score(the_hub: Hub, name: str) -> tuple[float, float]:
 def test_a_class_on_the_hub(class_hub: Hub, browser):
     """Students, homework and grades through the hub, nothing lost, no answer in reach."""
     a, b = [n for n in class_hub.passwords if n != class_hub.instructor]
+    running = {}
     steps = [
-        ("A runs notebook 03, restarts", lambda: _student_runs_a_notebook(class_hub, browser, a)),
+        # while A's notebook runs (a minute and more), the class goes on: homework, B joins
+        (
+            "A starts notebook 03",
+            lambda: running.update(page=_student_starts_a_notebook(class_hub, browser, a)),
+        ),
         ("the instructor adds B to the hub", lambda: _add_to_hub(class_hub, b)),
         ("homework round trip", lambda: _homework_round_trip(class_hub, a, b)),
+        (
+            "A's notebook 03 done, saved, restarted",
+            lambda: _student_finishes_the_notebook(class_hub, running["page"], a),
+        ),
         ("B's server killed", lambda: _server_killed_mid_run(class_hub, b)),
         ("what A can read", lambda: _nothing_to_read(class_hub, a, b)),
         ("the idle culler", lambda: _idle_culler_runs(class_hub)),
@@ -314,8 +323,8 @@ def _outputs(nb: dict) -> int:
     return sum(len(c.get("outputs", [])) for c in nb["cells"] if c["cell_type"] == "code")
 
 
-def _student_runs_a_notebook(the_hub: Hub, browser, name: str) -> None:
-    """The nbgitpuller link, a login, notebook 03 run in JupyterLab; a restart loses nothing."""
+def _student_starts_a_notebook(the_hub: Hub, browser, name: str):
+    """The nbgitpuller link, a login, notebook 03 answered and started with Run All Cells."""
     notebook = f"tlcourse/notebooks/{RUN}.ipynb"
     page = follow_link(the_hub, browser, name)
     try:
@@ -326,6 +335,16 @@ def _student_runs_a_notebook(the_hub: Hub, browser, name: str) -> None:
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
         wait_for(page, lambda s: s["status"] == "idle", 120, "the kernel to start")
         menu(page, "Run", "Run All Cells")
+    except BaseException:
+        page.close()
+        raise
+    return page
+
+
+def _student_finishes_the_notebook(the_hub: Hub, page, name: str) -> None:
+    """Notebook 03 runs to its end and is saved; a restart of the server loses nothing."""
+    notebook = f"tlcourse/notebooks/{RUN}.ipynb"
+    try:
         state = wait_for(
             page,
             lambda s: s["status"] == "idle" and not any("*" in p for p in s["prompts"]),
