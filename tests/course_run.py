@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import pickle
+import shutil
 import sys
 import threading
 import time
@@ -145,6 +146,21 @@ class CourseRun:
                         build.write_summary([row], self.build)
                 self.runs[path.stem], _ = pickle.loads(record.read_bytes())
         return self.runs[path.stem]
+
+    def provide_needs(self, path: Path, into: Path) -> None:
+        """Give the build folder ``into`` what ``path`` needs, as this run saved it.
+
+        The notebooks ``path`` needs are run here first (05 reads 04's model, 08 reads 05's), and
+        this run's ``models`` and ``results`` are copied into ``into``: a kernel building there
+        finds them whichever worker ran those notebooks, and whatever ``-k`` selected.
+        """
+        if not build.needs(path):
+            return
+        for needed in build.needs(path):
+            self.get(needed)
+        for folder in ("models", "results"):
+            if (self.build / folder).is_dir():
+                shutil.copytree(self.build / folder, into / folder, dirs_exist_ok=True)
 
     def _execute(self, path: Path) -> tuple[NotebookRun, dict]:
         """Execute ``path`` into the build, wrong answers tried; the run and its summary row."""

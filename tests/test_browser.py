@@ -10,7 +10,8 @@ download), opens JupyterLab on the notebooks as the session's ``course_run`` exe
   interaction per widget (a dropdown choice, a slider step, ...) changes its output.
 
 ``make test-all`` (``--full``) also runs every source notebook through Run > Run All Cells in
-the page, as before the shared run existed.
+the page, as before the shared run existed; a notebook that reads an earlier one's model (08
+reads 05's) is given it from the course run, whichever worker ran the earlier notebook.
 
 A last test builds the course site from the same run and opens its pages offline: images
 shown, saved widget views rendered, no error or stderr output, nothing fetched from the
@@ -440,8 +441,15 @@ def test_notebook_in_jupyterlab(notebook: Path, lab: Lab, playwright_browser, sh
 
 @pytest.mark.full
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_run_all_in_jupyterlab(notebook: Path, fresh_lab: Lab, playwright_browser, shots):
-    """The source notebook, every cell run by Run > Run All Cells in the page."""
+def test_notebook_run_all_in_jupyterlab(
+    notebook: Path, fresh_lab: Lab, playwright_browser, shots, course_run
+):
+    """The source notebook, every cell run by Run > Run All Cells in the page.
+
+    What it reads from an earlier notebook (08: 05's model) comes from the course run: under
+    pytest-xdist the earlier notebook's own Run All may be on another worker, in another Lab.
+    """
+    course_run.provide_needs(notebook, fresh_lab.build)
     look_at(notebook, fresh_lab, playwright_browser, shots, run="all")
 
 

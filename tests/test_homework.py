@@ -15,7 +15,7 @@ import pytest
 from course_run import exercises
 from wrong_answers import WRONG_ANSWERS
 
-from tlcourse.course import build, grading, homework
+from tlcourse.course import grading, homework
 from tlcourse.lesson.errors import TLCourseError
 
 SOURCES = homework.source_notebooks()
@@ -165,12 +165,7 @@ def test_nbgrader_round_trip_solution_blank_and_a_mistake(
     root, released = course
     grading_build = tmp_path / "build"
     grading_build.mkdir()
-    if build.needs(path):
-        for needed in build.needs(path):
-            course_run.get(needed)
-        for folder in ("models", "results"):
-            if (course_run.build / folder).is_dir():
-                shutil.copytree(course_run.build / folder, grading_build / folder)
+    course_run.provide_needs(path, grading_build)
     monkeypatch.setenv("TLCOURSE_BUILD", str(grading_build))
     source, student = _read(path), _read(released[path.stem])
     mistaken = next(
