@@ -101,6 +101,8 @@ def course_run(tmp_path_factory):
         chained = [p for p in notebooks if build.needs(p)]
         ends = [p.stem for p in chained if not any(p.stem in build.needs(q) for q in chained)]
         rest = [p.stem for p in reversed(notebooks) if p.stem not in ends]
-        run.prefetch(*([end] for end in ends[:-1]), [ends[-1], *rest])
+        queues = [[end] for end in ends] or [[]]  # no notebook needs another: one queue
+        queues[-1] += rest
+        run.prefetch(*queues)
     yield run
     run.close()
