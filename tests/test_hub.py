@@ -6,7 +6,7 @@ students, removed afterwards), handing out two notebooks: 03 (it saves a model) 
 seconds to autograde). Debian's chromium, driven by Playwright, logs a student in through the
 nbgitpuller link and runs notebook 03 in JupyterLab; JupyterHub's REST API, nbgrader's
 assignment list (the students') and formgrader (the instructor's) do the rest, as their pages
-would, the homework while A's notebook still runs (as in a class, where nobody waits for it):
+would. The homework goes round while A's notebook still runs, as in a class. Checked:
 
 - the saved model and the notebook's outputs survive a server restart;
 - release, fetch, submit (one right answer, one catalogued mistake), collect, autograde,
